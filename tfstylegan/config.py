@@ -1,0 +1,347 @@
+"""Frozen, validated configs for the StyleGAN2 networks and their training, with presets.
+
+Presets (stylegan2-ada-pytorch `train.py` cfg_specs, adapted to 1-channel MRI):
+
+| preset    | res | batch | mbstd | fmaps base | map | lr     | gamma  | ema kimg | use            |
+|-----------|-----|-------|-------|------------|-----|--------|--------|----------|----------------|
+| tiny      | 16  | 4     | 2     | 256        | 2   | 0.0025 | 0.01   | 0.01     | unit tests     |
+| demo      | 32  | 8     | 4     | 2048       | 2   | 0.0025 | 0.01   | 0.5      | CPU minutes    |
+| bench32   | 32  | 8     | 4     | 8192       | 2   | 0.0025 | 0.0082 | 2.5      | benchmarks     |
+| auto      | 256 | 16    | 4     | 16384      | 2   | 0.0025 | 0.8192 | 5.0      | one GPU, ADA   |
+| paper256  | 256 | 64    | 8     | 16384      | 8   | 0.0025 | 1      | 20       | the paper      |
+
+Configs are immutable (`dataclasses.replace` derives new ones), validate themselves in
+`__post_init__` with messages that say what to change, and round-trip through
+`to_dict()` / `from_dict()` (written as JSON beside every run and checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping
+
+from tfstylegan.utils.errors import UserError
+
+_PRESET_NAMES = ("tiny", "demo", "bench32", "auto", "paper256")
+
+
+def _is_pow2(x: int) -> bool:
+    return x >= 1 and (x & (x - 1)) == 0
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise UserError(msg)
+
+
+class _ConfigMixin:
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        _check(not unknown, f"{cls.__name__}: unknown fields {sorted(unknown)}. Known: {sorted(names)}.")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = d[f.name]
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig(_ConfigMixin):
+    """StyleGAN2 generator (mapping + synthesis), the paper's 'config F' design.
+
+    Attributes:
+      z_dim: latent z size (0 is not allowed for G).
+      c_dim: number of classes for a conditional generator (0 = unconditional).
+      w_dim: intermediate latent w size.
+      img_resolution: output resolution, a power of two in [16, 1024].
+      img_channels: 1 (MRI), 2 (MRI + tumor mask) or 3 (RGB).
+      mapping_layers: depth of the mapping MLP (8 in the paper, 2 in ADA 'auto').
+      mapping_lr_multiplier: equalized-lr multiplier of the mapping layers (0.01).
+      w_avg_beta: decay of the tracked average w used for truncation.
+      channel_base / channel_max: feature maps at resolution r are min(channel_base // r, channel_max).
+      num_fp16_res: how many of the highest resolutions compute in float16 under mixed precision.
+      conv_clamp: clamp activations to +-conv_clamp (None = off; 256 with mixed precision).
+      resample_filter: 1-D FIR filter taps for up/down sampling.
+      architecture: 'skip' (the paper's G), 'orig' or 'resnet'.
+      use_noise: per-pixel noise inputs with learned strength.
+      fused_modconv: True = grouped-conv fused modulation (XLA-friendly), False = scale activations.
+    """
+
+    z_dim: int = 512
+    c_dim: int = 0
+    w_dim: int = 512
+    img_resolution: int = 256
+    img_channels: int = 1
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    w_avg_beta: float = 0.995
+    channel_base: int = 16384
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+    architecture: str = "skip"
+    use_noise: bool = True
+    fused_modconv: bool = True
+
+    def __post_init__(self):
+        _check(self.z_dim >= 1, f"GeneratorConfig: z_dim must be >= 1. Received: z_dim={self.z_dim}")
+        _check(self.w_dim >= 1, f"GeneratorConfig: w_dim must be >= 1. Received: w_dim={self.w_dim}")
+        _check(self.c_dim >= 0, f"GeneratorConfig: c_dim must be >= 0. Received: c_dim={self.c_dim}")
+        _check(_is_pow2(self.img_resolution) and 16 <= self.img_resolution <= 1024,
+               "GeneratorConfig: img_resolution must be a power of two between 16 and 1024. "
+               f"Received: img_resolution={self.img_resolution}")
+        _check(self.img_channels in (1, 2, 3),
+               f"GeneratorConfig: img_channels must be 1, 2 or 3. Received: img_channels={self.img_channels}")
+        _check(self.mapping_layers >= 1,
+               f"GeneratorConfig: mapping_layers must be >= 1. Received: mapping_layers={self.mapping_layers}")
+        _check(self.channel_base >= 1 and self.channel_max >= 1,
+               f"GeneratorConfig: channel_base and channel_max must be positive. Received: "
+               f"channel_base={self.channel_base}, channel_max={self.channel_max}")
+        _check(0 <= self.num_fp16_res <= self.num_blocks,
+               f"GeneratorConfig: num_fp16_res must be in [0, {self.num_blocks}]. Received: {self.num_fp16_res}")
+        _check(self.architecture in ("orig", "skip", "resnet"),
+               f"GeneratorConfig: architecture must be orig|skip|resnet. Received: {self.architecture!r}")
+        _check(len(self.resample_filter) >= 1, "GeneratorConfig: resample_filter must not be empty.")
+        _check(self.conv_clamp is None or self.conv_clamp > 0,
+               f"GeneratorConfig: conv_clamp must be positive or None. Received: {self.conv_clamp}")
+
+    @property
+    def num_blocks(self) -> int:
+        """Synthesis blocks: one per resolution 4, 8, ..., img_resolution."""
+        return int(math.log2(self.img_resolution)) - 1
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2 ** i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    def channels_at(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def fp16_resolution(self) -> int:
+        """Blocks at resolution >= this compute in float16 (when mixed precision is on)."""
+        return max(2 ** (int(math.log2(self.img_resolution)) + 1 - self.num_fp16_res), 8)
+
+    @property
+    def num_ws(self) -> int:
+        """Number of w vectors the synthesis network consumes (convs + the final ToRGB)."""
+        # block 4: conv1 + torgb; each further block: conv0, conv1 (+ torgb shares the next w)
+        return 2 * self.num_blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig(_ConfigMixin):
+    """StyleGAN2 discriminator (residual architecture, minibatch stddev, projection for classes)."""
+
+    c_dim: int = 0
+    img_resolution: int = 256
+    img_channels: int = 1
+    channel_base: int = 16384
+    channel_max: int = 512
+    num_fp16_res: int = 0
+    conv_clamp: float | None = None
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+    architecture: str = "resnet"
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+    mapping_layers: int = 8  # of the class-embedding mapping network used when c_dim > 0
+
+    def __post_init__(self):
+        _check(self.c_dim >= 0, f"DiscriminatorConfig: c_dim must be >= 0. Received: c_dim={self.c_dim}")
+        _check(_is_pow2(self.img_resolution) and 16 <= self.img_resolution <= 1024,
+               "DiscriminatorConfig: img_resolution must be a power of two between 16 and 1024. "
+               f"Received: img_resolution={self.img_resolution}")
+        _check(self.img_channels in (1, 2, 3),
+               f"DiscriminatorConfig: img_channels must be 1, 2 or 3. Received: {self.img_channels}")
+        _check(self.architecture in ("orig", "skip", "resnet"),
+               f"DiscriminatorConfig: architecture must be orig|skip|resnet. Received: {self.architecture!r}")
+        _check(self.mbstd_group_size >= 1 and self.mbstd_num_channels >= 1,
+               "DiscriminatorConfig: mbstd_group_size and mbstd_num_channels must be >= 1. Received: "
+               f"{self.mbstd_group_size}, {self.mbstd_num_channels}")
+        num_blocks = int(math.log2(self.img_resolution)) - 1
+        _check(0 <= self.num_fp16_res <= num_blocks,
+               f"DiscriminatorConfig: num_fp16_res must be in [0, {num_blocks}]. Received: {self.num_fp16_res}")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        """Resolutions of the DiscriminatorBlocks, highest first (the 4x4 epilogue is separate)."""
+        return [2 ** i for i in range(int(math.log2(self.img_resolution)), 2, -1)]
+
+    def channels_at(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    @property
+    def fp16_resolution(self) -> int:
+        return max(2 ** (int(math.log2(self.img_resolution)) + 1 - self.num_fp16_res), 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_ConfigMixin):
+    """Optimisation, regularisation, augmentation and schedule of StyleGAN2 training.
+
+    `batch_size` is the global batch (over all replicas). Lazy regularisation: R1 every
+    `r1_interval` D steps, path length every `pl_interval` G steps; Adam's lr and betas
+    are corrected by c = interval / (interval + 1) (the paper's appendix B).
+    """
+
+    batch_size: int = 16
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)
+    epsilon: float = 1e-8
+    r1_gamma: float = 0.8192
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing_prob: float = 0.9
+    ema_kimg: float = 5.0
+    ema_rampup: float | None = 0.05
+    aug: str = "ada"  # 'ada' | 'fixed' | 'none'
+    aug_p: float = 0.0  # initial (ada) or fixed p
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0
+    augment_pipe: str = "bgc"  # geometric + color (grayscale-safe), as stylegan2-ada 'bgc'
+    freeze_d: int = 0  # Freeze-D: number of highest-resolution D blocks kept frozen
+    mirror: bool = False  # dataset x-flips
+    total_kimg: float = 25000.0
+    kimg_per_tick: float = 4.0
+    snapshot_ticks: int = 50
+    image_snapshot_ticks: int = 1
+    mixed_precision: bool = False
+    xla: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        _check(self.batch_size >= 1, f"TrainConfig: batch_size must be >= 1. Received: {self.batch_size}")
+        _check(self.g_lr > 0 and self.d_lr > 0, f"TrainConfig: learning rates must be > 0. Received: "
+               f"g_lr={self.g_lr}, d_lr={self.d_lr}")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+               f"TrainConfig: betas must be two numbers in [0, 1). Received: betas={self.betas}")
+        _check(self.r1_gamma >= 0, f"TrainConfig: r1_gamma (--gamma) must be >= 0. Received: {self.r1_gamma}")
+        _check(self.r1_interval >= 1 and self.pl_interval >= 1,
+               "TrainConfig: r1_interval and pl_interval must be >= 1. Received: "
+               f"{self.r1_interval}, {self.pl_interval}")
+        _check(self.pl_weight >= 0, f"TrainConfig: pl_weight must be >= 0. Received: {self.pl_weight}")
+        _check(self.pl_batch_shrink >= 1, f"TrainConfig: pl_batch_shrink must be >= 1. Received: {self.pl_batch_shrink}")
+        _check(0 <= self.style_mixing_prob <= 1,
+               f"TrainConfig: style_mixing_prob must be in [0, 1]. Received: {self.style_mixing_prob}")
+        _check(self.aug in ("ada", "fixed", "none"),
+               f"TrainConfig: aug must be ada|fixed|none. Received: aug={self.aug!r}")
+        _check(0 <= self.aug_p <= 1, f"TrainConfig: aug_p must be in [0, 1]. Received: {self.aug_p}")
+        _check(0 < self.ada_target < 1, f"TrainConfig: ada_target (--target) must be in (0, 1). "
+               f"Received: {self.ada_target}")
+        _check(self.freeze_d >= 0, f"TrainConfig: freeze_d must be >= 0. Received: {self.freeze_d}")
+        _check(self.total_kimg > 0 and self.kimg_per_tick > 0,
+               f"TrainConfig: total_kimg and kimg_per_tick must be > 0. Received: {self.total_kimg}, "
+               f"{self.kimg_per_tick}")
+        _check(self.ema_kimg >= 0, f"TrainConfig: ema_kimg must be >= 0. Received: {self.ema_kimg}")
+
+    def lazy_c(self, interval: int) -> float:
+        """Lazy-regularisation correction c = interval / (interval + 1) (1 if not lazy)."""
+        return interval / (interval + 1) if interval > 1 else 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset(_ConfigMixin):
+    """A named bundle of generator, discriminator and training configs."""
+
+    name: str
+    generator: GeneratorConfig
+    discriminator: DiscriminatorConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "generator": self.generator.to_dict(),
+                "discriminator": self.discriminator.to_dict(), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Preset":
+        return cls(name=d["name"], generator=GeneratorConfig.from_dict(d["generator"]),
+                   discriminator=DiscriminatorConfig.from_dict(d["discriminator"]),
+                   train=TrainConfig.from_dict(d["train"]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, s: str) -> "Preset":
+        return cls.from_dict(json.loads(s))
+
+    def with_data(self, *, img_resolution: int | None = None, img_channels: int | None = None,
+                  c_dim: int | None = None) -> "Preset":
+        """The same preset adapted to a dataset's resolution, channels and class count."""
+        g, d = {}, {}
+        if img_resolution is not None:
+            g["img_resolution"] = d["img_resolution"] = img_resolution
+        if img_channels is not None:
+            g["img_channels"] = d["img_channels"] = img_channels
+        if c_dim is not None:
+            g["c_dim"] = d["c_dim"] = c_dim
+        gen = self.generator.replace(**g)
+        disc = self.discriminator.replace(**d)
+        # keep num_fp16_res valid when the resolution shrinks
+        gen = gen.replace(num_fp16_res=min(gen.num_fp16_res, gen.num_blocks))
+        disc = disc.replace(num_fp16_res=min(disc.num_fp16_res, len(disc.block_resolutions) + 1))
+        return dataclasses.replace(self, generator=gen, discriminator=disc)
+
+
+def _auto_gamma(res: int, batch: int) -> float:
+    return 0.0002 * res ** 2 / batch
+
+
+def get_preset(name: str) -> Preset:
+    """Returns a preset by name: tiny | demo | bench32 | auto | paper256."""
+    if name == "tiny":
+        g = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, img_channels=1, mapping_layers=2,
+                            channel_base=256, channel_max=32)
+        d = DiscriminatorConfig(img_resolution=16, img_channels=1, channel_base=256, channel_max=32,
+                                mbstd_group_size=2, mapping_layers=2)
+        t = TrainConfig(batch_size=4, r1_gamma=0.01, ema_kimg=0.01, ema_rampup=None, ada_kimg=1.0,
+                        total_kimg=0.032, kimg_per_tick=0.016, snapshot_ticks=1, xla=False)
+    elif name == "demo":
+        g = GeneratorConfig(z_dim=128, w_dim=128, img_resolution=32, img_channels=1, mapping_layers=2,
+                            channel_base=2048, channel_max=128)
+        d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=2048, channel_max=128,
+                                mbstd_group_size=4, mapping_layers=2)
+        t = TrainConfig(batch_size=8, r1_gamma=0.01, ema_kimg=0.5, ema_rampup=0.05, ada_kimg=20.0,
+                        total_kimg=2.0, kimg_per_tick=0.25, snapshot_ticks=2)
+    elif name == "bench32":
+        g = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=32, img_channels=1, mapping_layers=2,
+                            channel_base=8192, channel_max=512)
+        d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=8192, channel_max=512,
+                                mbstd_group_size=4, mapping_layers=2)
+        t = TrainConfig(batch_size=8, r1_gamma=_auto_gamma(32, 8), ema_kimg=8 * 10 / 32, ema_rampup=0.05,
+                        aug="fixed", aug_p=0.2)
+    elif name == "auto":
+        g = GeneratorConfig(img_resolution=256, mapping_layers=2, channel_base=16384, channel_max=512,
+                            num_fp16_res=4, conv_clamp=256)
+        d = DiscriminatorConfig(img_resolution=256, channel_base=16384, channel_max=512, num_fp16_res=4,
+                                conv_clamp=256, mbstd_group_size=4, mapping_layers=2)
+        t = TrainConfig(batch_size=16, r1_gamma=_auto_gamma(256, 16), ema_kimg=16 * 10 / 32, ema_rampup=0.05)
+    elif name == "paper256":
+        g = GeneratorConfig(img_resolution=256, mapping_layers=8, channel_base=16384, channel_max=512)
+        d = DiscriminatorConfig(img_resolution=256, channel_base=16384, channel_max=512, mbstd_group_size=8,
+                                mapping_layers=8)
+        t = TrainConfig(batch_size=64, r1_gamma=1.0, ema_kimg=20.0, ema_rampup=None)
+    else:
+        raise UserError(f"Unknown preset {name!r}. Choose one of {', '.join(_PRESET_NAMES)}.")
+    return Preset(name=name, generator=g, discriminator=d, train=t)
+
+
+PRESET_NAMES = _PRESET_NAMES

@@ -1,0 +1,39 @@
+"""Launcher plumbing: absl `app.run` with user errors shown as one clean message.
+
+Launchers are thin: flags -> config -> one library call. `run(main)` turns a
+`UserError` (or a `FileExistsError`/`FileNotFoundError` about user paths) into
+`error: <message>` on stderr and exit status 1, never a deep traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app
+
+from tfstylegan.utils.errors import UserError
+
+
+def _wrap(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
+    def wrapped(argv):
+        if len(argv) > 1:
+            print(f"error: unexpected positional arguments {argv[1:]}; all options are --flags.",
+                  file=sys.stderr)
+            sys.exit(2)
+        try:
+            return main(argv)
+        except (UserError, FileExistsError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            print("interrupted; outputs written so far are complete, the rest was not written.",
+                  file=sys.stderr)
+            sys.exit(130)
+
+    return wrapped
+
+
+def run(main: Callable[[list[str]], object]) -> None:
+    """`absl.app.run(main)` with clean user-error handling."""
+    app.run(_wrap(main))
