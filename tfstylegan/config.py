@@ -332,7 +332,7 @@ def get_preset(name: str) -> Preset:
         g = GeneratorConfig(img_resolution=256, mapping_layers=2, channel_base=16384, channel_max=512,
                             num_fp16_res=4, conv_clamp=256)
         d = DiscriminatorConfig(img_resolution=256, channel_base=16384, channel_max=512, num_fp16_res=4,
-                                conv_clamp=256, mbstd_group_size=4, mapping_layers=2)
+                                conv_clamp=256, mbstd_group_size=4, mapping_layers=8)
         t = TrainConfig(batch_size=16, r1_gamma=_auto_gamma(256, 16), ema_kimg=16 * 10 / 32, ema_rampup=0.05)
     elif name == "paper256":
         g = GeneratorConfig(img_resolution=256, mapping_layers=8, channel_base=16384, channel_max=512)
