@@ -25,6 +25,7 @@ class DiscriminatorBlock(keras.layers.Layer):
                  resample_filter=(1, 3, 3, 1), conv_clamp: float | None = None, use_fp16: bool = False,
                  **kwargs):
         kwargs.setdefault("dtype", policy_for(use_fp16))
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.tmp_channels, self.out_channels = int(in_channels), int(tmp_channels), int(out_channels)
         self.resolution, self.img_channels = int(resolution), int(img_channels)
@@ -87,6 +88,7 @@ class MinibatchStd(keras.layers.Layer):
     """
 
     def __init__(self, group_size: int, num_channels: int = 1, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.group_size, self.num_channels = int(group_size), int(num_channels)
 
@@ -122,6 +124,7 @@ class DiscriminatorEpilogue(keras.layers.Layer):
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  mbstd_group_size: int = 4, mbstd_num_channels: int = 1, activation: str = "lrelu",
                  conv_clamp: float | None = None, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.cmap_dim, self.resolution = int(in_channels), int(cmap_dim), int(resolution)
         self.img_channels = int(img_channels)
@@ -168,6 +171,7 @@ class Discriminator(keras.Model):
     def __init__(self, config: DiscriminatorConfig, **kwargs):
         if isinstance(config, dict):
             config = DiscriminatorConfig.from_dict(config)
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.config = config
         self.c_dim, self.img_resolution, self.img_channels = config.c_dim, config.img_resolution, config.img_channels

@@ -59,6 +59,7 @@ class FullyConnectedLayer(keras.layers.Layer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  activation: str = "linear", lr_multiplier: float = 1.0, bias_init: float = 0.0,
                  **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -105,6 +106,7 @@ class Conv2dLayer(keras.layers.Layer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
                  activation: str = "linear", up: int = 1, down: int = 1,
                  resample_filter=(1, 3, 3, 1), conv_clamp: float | None = None, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)

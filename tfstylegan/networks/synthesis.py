@@ -39,6 +39,7 @@ class SynthesisLayer(keras.layers.Layer):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
                  up: int = 1, use_noise: bool = True, activation: str = "lrelu", resample_filter=(1, 3, 3, 1),
                  conv_clamp: float | None = None, layer_index: int = 0, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.w_dim, self.resolution = int(w_dim), int(resolution)
@@ -105,6 +106,7 @@ class ToRGB(keras.layers.Layer):
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
                  conv_clamp: float | None = None, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.w_dim = int(in_channels), int(out_channels), int(w_dim)
         self.kernel_size = int(kernel_size)
@@ -146,6 +148,7 @@ class SynthesisBlock(keras.layers.Layer):
                  conv_clamp: float | None = None, use_fp16: bool = False, use_noise: bool = True,
                  first_layer_index: int = 0, **kwargs):
         kwargs.setdefault("dtype", policy_for(use_fp16))
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.w_dim, self.resolution, self.img_channels = int(w_dim), int(resolution), int(img_channels)
@@ -185,6 +188,10 @@ class SynthesisBlock(keras.layers.Layer):
     def call(self, x, img, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool = True):
         """x: [N, r/2, r/2, in] or None, img: [N, r/2, r/2, C] or None, ws: [N, num_conv + num_torgb, w_dim]."""
         dtype = self.compute_dtype
+        if dtype == "float16":
+            # As stylegan2-ada-pytorch: fuse only in float32 (TF has no float16 gradient for grouped
+            # convolutions on CPU, and fp16 blocks are the large ones where fusing does not pay off).
+            fused_modconv = False
         w_iter = iter(tf.unstack(ws, axis=1))
         if self.in_channels == 0:
             n = tf.shape(ws)[0]
@@ -226,6 +233,7 @@ class SynthesisNetwork(keras.layers.Layer):
     """ws [N, num_ws, w_dim] -> img [N, R, R, img_channels] (float32, roughly [-1, 1])."""
 
     def __init__(self, config: GeneratorConfig, **kwargs):
+        kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.config = config
         self.w_dim = config.w_dim
