@@ -1,0 +1,52 @@
+"""Fine-tunes the InceptionV3 tumor-class judge on a prepared dataset and evaluates it on the test split.
+
+  python -m launchers.train_classifier --data=data/figshare256 --out=runs/classifier \
+      --epochs=30 --batch=64 --weights=imagenet
+
+Writes <out>/classifier.keras (best by validation loss), metrics.json, confusion_matrix.png,
+config.json and TensorBoard logs under <out>/tensorboard. `--weights=imagenet` reads Keras'
+cache ($KERAS_HOME/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5) and
+never downloads; `--weights=none` trains from scratch (lower accuracy); or pass a file.
+"""
+
+from absl import flags
+
+from tfstylegan.utils import cli
+
+_DATA = flags.DEFINE_string("data", None, "Prepared dataset folder (launchers/prepare_data.py).", required=True)
+_OUT = flags.DEFINE_string("out", None, "Output folder (must not exist or be empty).", required=True)
+_EPOCHS = flags.DEFINE_integer("epochs", 30, "Total epochs, head phase included.")
+_HEAD_EPOCHS = flags.DEFINE_integer("head_epochs", 5, "Epochs with the backbone frozen (pretrained weights only).")
+_BATCH = flags.DEFINE_integer("batch", 64, "Global batch size.")
+_WEIGHTS = flags.DEFINE_string("weights", "imagenet", "'imagenet' (Keras cache, no download), 'none', or a "
+                               "local .h5/.weights.h5/.keras file.")
+_INPUT_SIZE = flags.DEFINE_integer("input_size", 299, "Side the images are resized to for InceptionV3 (>= 75).")
+_STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                              "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+_MIXED = flags.DEFINE_boolean("mixed_precision", False, "Compute in float16 (mixed_float16 policy).")
+_LR = flags.DEFINE_float("lr", 1e-3, "Adam learning rate of the head phase (and of from-scratch training).")
+_LR_FINETUNE = flags.DEFINE_float("lr_finetune", 1e-4, "Adam learning rate when fine-tuning the whole network.")
+_DROPOUT = flags.DEFINE_float("dropout", 0.2, "Dropout before the classification layer.")
+_PATIENCE = flags.DEFINE_integer("patience", 5, "Early-stopping patience in epochs on val loss (0 = off).")
+_CLASS_WEIGHTS = flags.DEFINE_boolean("class_weights", True, "Weight the loss by inverse class frequency.")
+_AUGMENT = flags.DEFINE_boolean("augment", True, "Random flips/rotations/zooms/shifts/contrast in training.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_MAX_TRAIN = flags.DEFINE_integer("max_train_images", 0, "Use at most this many training images (0 = all).")
+
+
+def main(argv):
+    del argv
+    from classifier.training import ClassifierConfig, train_classifier
+    from tfstylegan.training.distribute import get_strategy
+
+    config = ClassifierConfig(
+        input_size=_INPUT_SIZE.value, dropout=_DROPOUT.value, epochs=_EPOCHS.value,
+        head_epochs=min(_HEAD_EPOCHS.value, _EPOCHS.value), batch_size=_BATCH.value, lr_head=_LR.value,
+        lr_finetune=_LR_FINETUNE.value, weights=_WEIGHTS.value, patience=_PATIENCE.value,
+        class_weighting=_CLASS_WEIGHTS.value, augment=_AUGMENT.value, mixed_precision=_MIXED.value,
+        seed=_SEED.value, max_train_images=_MAX_TRAIN.value)
+    train_classifier(config, _DATA.value, _OUT.value, strategy=get_strategy(_STRATEGY.value))
+
+
+if __name__ == "__main__":
+    cli.run(main)

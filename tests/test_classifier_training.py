@@ -1,0 +1,84 @@
+"""Classifier training: config checks, class weights, and a phantom run that must beat chance on held-out patients."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from classifier.model import load_classifier
+from classifier.training import ClassifierConfig, class_weights, make_augmentation, train_classifier
+from tfstylegan.utils.errors import UserError
+
+
+def test_config_validation_and_round_trip():
+    c = ClassifierConfig(input_size=75, epochs=3, head_epochs=1, weights="none")
+    assert ClassifierConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    with pytest.raises(UserError, match="head_epochs"):
+        ClassifierConfig(epochs=3, head_epochs=4)
+    with pytest.raises(UserError, match="input_size >= 75"):
+        ClassifierConfig(input_size=32)
+    with pytest.raises(UserError, match="unknown fields"):
+        ClassifierConfig.from_dict({"lr": 1.0})
+
+
+def test_class_weights_by_hand():
+    # Figshare: 708 meningioma, 1426 glioma, 930 pituitary; w_k = 3064 / (3 * n_k).
+    w = class_weights([708, 1426, 930])
+    np.testing.assert_allclose(w, [3064 / 2124, 3064 / 4278, 3064 / 2790], rtol=1e-6)
+    np.testing.assert_allclose(np.dot(w, [708, 1426, 930]), 3064, rtol=1e-6)  # mean weight 1 per example
+    np.testing.assert_allclose(class_weights([4, 0, 2]), [6 / 8, 0, 6 / 4], rtol=1e-6)
+
+
+def test_augmentation_keeps_shape_and_range():
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+    y = make_augmentation(0)(x, training=True).numpy()
+    assert y.shape == x.shape and y.min() >= -1.0 - 1e-5 and y.max() <= 1.0 + 1e-5
+    assert not np.allclose(x, y)
+
+
+@pytest.fixture(scope="module")
+def phantom_data(tmp_path_factory):
+    """8 phantom patients per class x 3 slices at 64x64, split by patient 4/2/2 per class."""
+    from tfstylegan.data.phantom import write_phantom_dataset
+    from tfstylegan.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom_dataset(root / "src", num_patients_per_class=8, slices_per_patient=3, size=128, progress=False)
+    prepare(root / "src", root / "data", resolution=64, split=(0.5, 0.25, 0.25), progress=False)
+    return root / "data"
+
+
+@pytest.mark.slow
+def test_train_on_phantoms_beats_chance(phantom_data, tmp_path):
+    manifest = json.loads((phantom_data / "manifest.json").read_text())
+    train_ids, test_ids = set(manifest["patients"]["train"]), set(manifest["patients"]["test"])
+    assert train_ids and test_ids and not train_ids & test_ids  # a held-out patient split
+    config = ClassifierConfig(input_size=75, epochs=4, head_epochs=0, batch_size=12, weights="none",
+                              patience=0, seed=0)
+    start = time.perf_counter()
+    run = train_classifier(config, phantom_data, tmp_path / "run", verbose=0)
+    seconds = time.perf_counter() - start
+    out = tmp_path / "run"
+    for name in ("classifier.keras", "metrics.json", "confusion_matrix.png", "config.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_examples"] == 18
+    assert np.sum(metrics["confusion_matrix"]) == 18
+    # Chance is 1/3 on three balanced classes.
+    assert metrics["accuracy"] >= 0.6, (metrics, run.history, seconds)
+    model = load_classifier(out / "classifier.keras")
+    assert model.class_names == ("meningioma", "glioma", "pituitary")
+    with pytest.raises(UserError, match="not empty"):
+        train_classifier(config, phantom_data, out)
+
+
+def test_launcher_reports_user_errors(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "launchers.train_classifier", f"--data={tmp_path / 'nothing'}",
+                           f"--out={tmp_path / 'out'}", "--weights=none", "--input_size=75"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "error:" in proc.stderr and "nothing" in proc.stderr and "Traceback" not in proc.stderr
