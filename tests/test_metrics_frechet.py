@@ -175,3 +175,23 @@ def test_fid_retries_with_a_diagonal_offset_when_sqrtm_fails(monkeypatch):
     # Only the cross term uses the offset covariances.
     expected = 4.0 + np.trace(s1) + np.trace(s2) - 2 * np.sum(np.sqrt((np.diag(s1) + 0.5) * (np.diag(s2) + 0.5)))
     assert value == pytest.approx(expected, rel=1e-10)
+
+
+def _fid_reference(f1, f2):
+    """FID with Tr sqrtm(S1 S2) from the eigenvalues of S1 S2 (exact for PSD S1, S2)."""
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    eig = np.linalg.eigvals(s1 @ s2)
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+                 - 2 * np.sum(np.sqrt(np.clip(eig.real, 0, None))))
+
+
+def test_low_rank_fid_matches_the_exact_value():
+    rng = np.random.default_rng(0)
+    f1 = rng.standard_normal((12, 40))
+    f2 = rng.standard_normal((15, 40)) * 1.5 + 0.3
+    np.testing.assert_allclose(fid_from_features(f1, f2), _fid_reference(f1, f2), rtol=1e-6)
+    assert fid_from_features(f1, f1) == pytest.approx(0.0, abs=1e-8)
+    # more samples than dimensions: the sqrtm computation
+    g1, g2 = rng.standard_normal((60, 8)), rng.standard_normal((70, 8)) + 1
+    assert fid_from_features(g1, g2) == pytest.approx(_fid_reference(g1, g2), rel=1e-6)
