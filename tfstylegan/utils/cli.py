@@ -7,16 +7,24 @@ Launchers are thin: flags -> config -> one library call. `run(main)` turns a
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
-from absl import app
+# Hide TensorFlow's C++ INFO lines (oneDNN notices, 'no CUDA drivers'); warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+from absl import app, flags, logging
 
 from tfstylegan.utils.errors import UserError
 
 
 def _wrap(main: Callable[[list[str]], object]) -> Callable[[list[str]], object]:
     def wrapped(argv):
+        if not flags.FLAGS["verbosity"].present:
+            # TensorFlow logs SavedModel/checkpoint internals at INFO through absl; keep the console to
+            # the launcher's own progress lines unless --verbosity asks for more.
+            logging.set_verbosity(logging.WARNING)
         if len(argv) > 1:
             print(f"error: unexpected positional arguments {argv[1:]}; all options are --flags.",
                   file=sys.stderr)
