@@ -7,12 +7,8 @@ Launchers are thin: flags -> config -> one library call. `run(main)` turns a
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
-
-# Hide TensorFlow's C++ INFO lines (oneDNN notices, 'no CUDA drivers'); warnings and errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags, logging
 
