@@ -1,0 +1,687 @@
+"""Speed and memory of StyleGAN2 training and inference, measured on the real `Trainer` step functions.
+
+`run_benchmark(BenchmarkOptions(...))` builds the `tfstylegan.training.training_loop.Trainer` a
+training run would build (same preset resolution, dtype policy, XLA and strategy handling),
+feeds it synthetic reals through a prefetching `tf.data` pipeline, and measures after warm-up
+(compilation), `repeats` times each, reporting the median and the spread:
+
+- **full iteration**: one lazy-regularisation cycle, `r1_interval` (16) consecutive
+  `Trainer.train_step` calls = 16 Gmain + 4 Greg + 16 Dmain + 1 Dreg + 16 EMA updates (+ ADA),
+  the data fetch included, exactly as the training loop runs them; reported as s/kimg
+  (seconds per 1000 real images shown to D) and img/s;
+- **phases**: each phase step (Gmain, Greg, Dmain, Dreg, EMA) timed on its own;
+- **generator inference**: `G_ema(z)` (random noise, no gradient) in img/s;
+- **discriminator forward**: `D(img)` (no gradient) in img/s;
+- **FLOPs per image**, counted by TensorFlow's graph profiler (`tf.compat.v1.profiler` with
+  `ProfileOptionBuilder.float_operation()`, a multiply-add = 2 FLOPs) on the traced graphs of
+  G forward, D forward and each training phase's compute (forward, losses and gradients), and
+  the achieved FLOP/s = FLOPs/img x img/s. The count is of the graph as traced: it includes
+  gradients TensorFlow later prunes as unused (e.g. D's weight gradients in the G step, a few
+  percent) and counts 0 for ops without registered statistics (gathers, the optimizer update);
+- **peak memory**: host (`ru_maxrss`) and GPU (`tf.config.experimental.get_memory_info`).
+
+The report (a JSON-ready dict) has at least `s_per_kimg` and `generator_img_per_s` at the top
+level, the reference numbers of stylegan2-ada-pytorch on the same 2-core CPU class
+(`REFERENCE_S_PER_KIMG`, `REFERENCE_GENERATOR_IMG_PER_S`), the speed-ups, and `targets_met`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tfstylegan.utils.errors import UserError
+
+# stylegan2-ada-pytorch (PyTorch CPU, 2 cores) on the bench32 settings: full iteration averaged
+# over 16 iterations, and generator inference at batch 8 (issue 8).
+REFERENCE_S_PER_KIMG = 530.0
+REFERENCE_GENERATOR_IMG_PER_S = (14.0, 19.0)
+TARGET_SPEEDUP = 1.5
+# GPU target: preset 'auto' (256x256) at batch 16 on one H100, mixed precision and XLA.
+GPU_TARGET_S_PER_KIMG = 6.0
+GPU_TARGET_MEMORY_GB = 5.0
+
+DEVICES = ("auto", "cpu", "gpu")
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg", "EMA")
+FLOPS_METHOD = ("tf.compat.v1.profiler float_operation() on the traced graphs (multiply-add = 2 FLOPs; "
+                "gradients pruned later as unused are counted, ops without registered statistics count 0)")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions:
+    """What to measure.
+
+    Attributes:
+      preset: preset name (`tfstylegan.config.PRESET_NAMES`).
+      batch_size: global batch; None = the preset's.
+      xla: compile the phase computations and the inference functions with XLA; None = the preset's.
+      fused_modconv: grouped-conv modulated convolutions; None = the preset's.
+      mixed_precision: float16 in the highest-resolution blocks (as `train_stylegan --mixed_precision`).
+      strategy: 'default' | 'mirrored' | 'multi_worker' (`tfstylegan.training.distribute`).
+      device: 'cpu', 'gpu' (UserError without one) or 'auto' (a GPU when present).
+      repeats: timed repetitions of every measurement (median and spread are reported).
+      warmup: untimed full iterations before timing (the first one compiles).
+      inference_batches: generator / discriminator calls per timed repetition.
+      phases: also time each phase on its own.
+      flops: count FLOPs with the graph profiler.
+      profile_dir: write a TensorBoard profiler trace of one full iteration there.
+      seed: seed of the networks and the synthetic data.
+    """
+
+    preset: str = "bench32"
+    batch_size: int | None = None
+    xla: bool | None = None
+    fused_modconv: bool | None = None
+    mixed_precision: bool = False
+    strategy: str = "default"
+    device: str = "auto"
+    repeats: int = 5
+    warmup: int = 1
+    inference_batches: int = 8
+    phases: bool = True
+    flops: bool = True
+    profile_dir: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise UserError(f"--device must be one of {', '.join(DEVICES)}. Received: device={self.device!r}")
+        if self.repeats < 1 or self.warmup < 1 or self.inference_batches < 1:
+            raise UserError("--repeats, --warmup and --inference_batches must be >= 1 (warm-up compiles the "
+                            f"steps). Received: repeats={self.repeats}, warmup={self.warmup}, "
+                            f"inference_batches={self.inference_batches}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UserError(f"--batch must be >= 1 (or 0 for the preset's). Received: {self.batch_size}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers.
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median and spread of repeated measurements: {median, mean, min, max, std, n, values}."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("spread() needs at least one value.")
+    return {"median": statistics.median(values), "mean": statistics.fmean(values), "min": min(values),
+            "max": max(values), "std": statistics.pstdev(values), "n": len(values), "values": values}
+
+
+def s_per_kimg(seconds: float, images: int) -> float:
+    """Seconds per 1000 images."""
+    return seconds / (images / 1000.0)
+
+
+def host_peak_memory_gb() -> float:
+    """Peak resident memory of this process in GB (Linux `ru_maxrss` is in kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def gpu_peak_memory_gb() -> float | None:
+    """Largest peak memory over the visible GPUs in GB; None without a GPU."""
+    import tensorflow as tf
+
+    peaks = []
+    for gpu in tf.config.list_logical_devices("GPU"):
+        try:
+            peaks.append(tf.config.experimental.get_memory_info(gpu.name)["peak"] / 2 ** 30)
+        except (ValueError, RuntimeError):
+            pass
+    return max(peaks) if peaks else None
+
+
+def _reset_gpu_peaks() -> None:
+    import tensorflow as tf
+
+    for gpu in tf.config.list_logical_devices("GPU"):
+        try:
+            tf.config.experimental.reset_memory_stats(gpu.name)
+        except (ValueError, RuntimeError):
+            pass
+
+
+def configure_runtime(device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0) -> str:
+    """Chooses the device and thread pools before TensorFlow starts; returns 'cpu' or 'gpu'.
+
+    `device='cpu'` hides the GPUs (when TensorFlow has not started yet; otherwise every op is
+    placed on the CPU by `run_benchmark`). Threads 0 = TensorFlow's default (one per core).
+    """
+    import tensorflow as tf
+
+    if device not in DEVICES:
+        raise UserError(f"--device must be one of {', '.join(DEVICES)}. Received: device={device!r}")
+    try:
+        if intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+        if inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    except RuntimeError:  # TensorFlow already initialised: the thread pools stay as they are
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise UserError("--device gpu: TensorFlow sees no GPU on this machine. Use --device cpu (or auto), or "
+                        "install a CUDA-enabled TensorFlow and check `nvidia-smi`.")
+    if device == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass
+    if device == "auto":
+        device = "gpu" if gpus else "cpu"
+    return device
+
+
+def graph_flops(concrete_function) -> int:
+    """FLOPs of one call of a traced `tf.function` (TF graph profiler; multiply-add = 2)."""
+    import tensorflow as tf
+
+    opts = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+            .with_empty_output().build())
+    prof = tf.compat.v1.profiler.profile(graph=concrete_function.graph, run_meta=tf.compat.v1.RunMetadata(),
+                                         cmd="op", options=opts)
+    return int(prof.total_float_ops) if prof is not None else 0
+
+
+def synthetic_reals(batch_size: int, resolution: int, channels: int, seed: int = 0, pool: int = 64):
+    """Endless global batches `(img float32 [B, R, R, C] in [-1, 1], label int32 [B])` through tf.data.
+
+    A fixed pool of smooth random images (cheap, deterministic), shuffled, batched and
+    prefetched, so that fetching a batch costs what it costs in training: next() on a
+    prefetched iterator.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    low = rng.uniform(-1, 1, size=[pool, max(resolution // 4, 1), max(resolution // 4, 1), channels])
+    imgs = tf.image.resize(low.astype(np.float32), [resolution, resolution], method="bilinear")
+    imgs = tf.clip_by_value(imgs + rng.normal(0, 0.05, size=imgs.shape).astype(np.float32), -1, 1)
+    ds = tf.data.Dataset.from_tensor_slices((imgs, tf.zeros([pool], tf.int32))).cache()
+    ds = ds.shuffle(pool, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark.
+
+def _resolve(options: BenchmarkOptions):
+    """(preset resolved as `train()` resolves it, layout) for synthetic data of the preset's shape."""
+    from tfstylegan.config import get_preset
+    from tfstylegan.training.training_loop import ClassLayout, resolve_preset
+
+    base = get_preset(options.preset)
+    g = base.generator
+    if options.fused_modconv is not None:
+        base = dataclasses.replace(base, generator=g.replace(fused_modconv=bool(options.fused_modconv)))
+    manifest = {"resolution": g.img_resolution, "has_mask": g.img_channels == 2}
+    layout = ClassLayout(("synthetic",), 0, ())
+    overrides = {"batch_size": options.batch_size, "xla": options.xla, "mixed_precision": options.mixed_precision}
+    preset = resolve_preset(base, manifest, layout, with_mask=g.img_channels == 2, overrides=overrides)
+    return preset, layout
+
+
+def _build_trainer(preset, layout, strategy):
+    import keras
+
+    from tfstylegan.training.training_loop import Trainer
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if preset.train.mixed_precision else "float32")
+    try:
+        return Trainer(preset, layout, strategy)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _sync(stats) -> None:
+    """Waits for a step's results (reads them on the host), as the training loop does at each tick."""
+    for v in (stats.values() if isinstance(stats, dict) else stats):
+        np.asarray(v)
+
+
+def _time_block(fn: Callable[[], Any], repeats: int, cpu_times: list[float] | None = None) -> list[float]:
+    """Wall seconds of `repeats` calls of fn; appends each call's process CPU seconds to `cpu_times`."""
+    times = []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if cpu_times is not None:
+            cpu_times.append(time.process_time() - c0)
+    return times
+
+
+def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measures one configuration; returns the report (see the module docstring).
+
+    Call `configure_runtime` first when the device or thread pools matter (before any other
+    TensorFlow use); `run_benchmark` calls it otherwise with `options.device`.
+    """
+    log = log or (lambda msg: None)
+    device = configure_runtime(options.device)
+    import keras
+    import tensorflow as tf
+
+    from tfstylegan.training.distribute import get_strategy
+    from tfstylegan.training.training_loop import ema_beta
+
+    if options.device == "gpu" and not tf.config.list_logical_devices("GPU"):
+        raise UserError("--device gpu: TensorFlow started without a visible GPU (CUDA_VISIBLE_DEVICES?).")
+    preset, layout = _resolve(options)
+    t = preset.train
+    keras.utils.set_random_seed(options.seed)
+    strategy = get_strategy(options.strategy)
+    device_scope = tf.device("/GPU:0" if device == "gpu" else "/CPU:0") if options.strategy == "default" else None
+
+    with (device_scope or _nullcontext()):
+        log(f"building the trainer: preset {preset.name}, batch {t.batch_size}, xla {t.xla}, "
+            f"fused_modconv {preset.generator.fused_modconv}, mixed precision {t.mixed_precision}, "
+            f"{strategy.num_replicas_in_sync} replica(s) on {device}")
+        trainer = _build_trainer(preset, layout, strategy)
+        B = trainer.batch
+        cycle = max(t.r1_interval if t.r1_gamma > 0 else 1, t.pl_interval if t.pl_weight > 0 else 1)
+        reals = iter(synthetic_reals(B, trainer.res, trainer.channels, options.seed))
+        state = {"step": 0, "nimg": 0}
+
+        def one_iteration():
+            """`cycle` consecutive training steps, as `training_loop._loop` runs them."""
+            stats = None
+            for _ in range(cycle):
+                real, labels = next(reals)
+                stats = trainer.train_step(real, labels, state["step"], state["nimg"])
+                state["step"] += 1
+                state["nimg"] += B
+            _sync(stats)
+
+        # -- warm-up: compiles every phase ---------------------------------------------------------
+        t0 = time.perf_counter()
+        for _ in range(options.warmup):
+            one_iteration()
+        warmup_seconds = time.perf_counter() - t0
+        log(f"warm-up ({options.warmup} x {cycle} steps, compilation included): {warmup_seconds:.1f} s")
+        _reset_gpu_peaks()
+
+        # -- the full iteration ------------------------------------------------------------------
+        iter_times, iter_cpu = [], []
+        load_before = _loadavg()
+        for r in range(options.repeats):
+            iter_times.append(_time_block(one_iteration, 1, iter_cpu)[0])
+            log(f"full iteration {r + 1}/{options.repeats}: {iter_times[-1]:.2f} s "
+                f"({s_per_kimg(iter_times[-1], cycle * B):.1f} s/kimg)")
+        iter_images = cycle * B
+        train_spk = s_per_kimg(statistics.median(iter_times), iter_images)
+
+        if options.profile_dir:
+            tf.profiler.experimental.start(options.profile_dir)
+            try:
+                one_iteration()
+            finally:
+                tf.profiler.experimental.stop()
+            log(f"profiler trace of one full iteration written to {options.profile_dir}")
+
+        # -- phases ---------------------------------------------------------------------------
+        phases = {}
+        if options.phases:
+            phases = _time_phases(trainer, reals, options.repeats, cycle, state, ema_beta)
+            log("phases (median s/call): " + ", ".join(f"{k} {v['seconds']['median']:.3f}"
+                                                      for k, v in phases.items()))
+
+        # -- inference ---------------------------------------------------------------------------
+        gen, disc = _inference(trainer, options, log)
+        memory = {"host_peak_gb": host_peak_memory_gb(), "gpu_peak_gb": gpu_peak_memory_gb()}
+
+        flops = _flops(trainer, cycle) if options.flops else {}
+
+    train_img_per_s = iter_images / statistics.median(iter_times)
+    report: dict[str, Any] = {
+        "s_per_kimg": train_spk,
+        "img_per_s": train_img_per_s,
+        "generator_img_per_s": gen["img_per_s"],
+        "discriminator_img_per_s": disc["img_per_s"],
+        "preset": preset.name,
+        "batch_size": B,
+        "resolution": trainer.res,
+        "xla": bool(t.xla),
+        "fused_modconv": bool(preset.generator.fused_modconv),
+        "mixed_precision": bool(t.mixed_precision),
+        "strategy": options.strategy,
+        "num_replicas": trainer.num_replicas,
+        "device": device,
+        "repeats": options.repeats,
+        "warmup_seconds": warmup_seconds,
+        "iteration": {
+            "steps": cycle, "images": iter_images,
+            "phase_calls": _phase_calls(t, cycle),
+            "aug": t.aug, "aug_p": float(trainer.pipe.p.numpy()), "style_mixing_prob": t.style_mixing_prob,
+            "seconds": spread(iter_times),
+            "s_per_kimg": spread([s_per_kimg(x, iter_images) for x in iter_times]),
+            "img_per_s": spread([iter_images / x for x in iter_times]),
+            "process_cpu_seconds": spread(iter_cpu),
+            "load_average_before": load_before,
+            "load_average_after": _loadavg(),
+        },
+        "phases": phases,
+        "generator": gen,
+        "discriminator": disc,
+        "memory": memory,
+        "reference_s_per_kimg": REFERENCE_S_PER_KIMG,
+        "reference_generator_img_per_s": list(REFERENCE_GENERATOR_IMG_PER_S),
+        "speedup": {
+            "train_vs_reference": REFERENCE_S_PER_KIMG / train_spk,
+            "generator_vs_reference_low": gen["img_per_s"] / REFERENCE_GENERATOR_IMG_PER_S[0],
+            "generator_vs_reference_high": gen["img_per_s"] / REFERENCE_GENERATOR_IMG_PER_S[1],
+        },
+        "environment": _environment(),
+    }
+    if flops:
+        report["flops"] = flops
+        report["train_flops_per_img"] = flops["train_per_img"]
+        report["train_flop_per_s"] = flops["train_per_img"] * train_img_per_s
+        gen["flops_per_img"] = flops["generator_per_img"]
+        gen["flop_per_s"] = flops["generator_per_img"] * gen["img_per_s"]
+        disc["flops_per_img"] = flops["discriminator_per_img"]
+        disc["flop_per_s"] = flops["discriminator_per_img"] * disc["img_per_s"]
+    report["targets"] = targets(report)
+    report["targets_met"] = {k: v["met"] for k, v in report["targets"].items() if v["applicable"]}
+    return report
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _phase_calls(t, cycle: int) -> dict[str, int]:
+    """How often each phase runs in one full iteration of `cycle` steps."""
+    return {"Gmain": cycle,
+            "Greg": sum(1 for s in range(cycle) if t.pl_weight > 0 and s % t.pl_interval == 0),
+            "Dmain": cycle,
+            "Dreg": sum(1 for s in range(cycle) if t.r1_gamma > 0 and s % t.r1_interval == 0),
+            "EMA": cycle}
+
+
+def _time_phases(trainer, reals, repeats: int, cycle: int, state: dict, ema_beta) -> dict[str, Any]:
+    """Each phase step of the Trainer timed on its own (median over `repeats` calls, after one untimed)."""
+    import tensorflow as tf
+
+    t = trainer.cfg
+    real, _ = next(reals)
+    real_d = trainer._distribute(real)
+    c_real = None
+    beta = tf.constant(ema_beta(state["nimg"], trainer.batch, t.ema_kimg, t.ema_rampup), tf.float32)
+
+    def seed():
+        return tf.transpose(trainer.rng.make_seeds(1))[0]
+
+    calls = {
+        "Gmain": lambda: trainer.gmain_step(seed()),
+        "Greg": lambda: trainer.greg_step(seed()),
+        "Dmain": lambda: trainer.dmain_step(seed(), real_d, c_real),
+        "Dreg": lambda: trainer.dreg_step(seed(), real_d, c_real),
+        "EMA": lambda: trainer.ema_step(beta),
+    }
+    counts = _phase_calls(t, cycle)
+    out = {}
+    for name, call in calls.items():
+        if counts[name] == 0:
+            continue
+
+        def run(call=call):
+            result = call()
+            if result is not None:
+                _sync(result)
+            else:  # EMA returns nothing: read one updated variable
+                np.asarray(trainer.G_ema.trainable_variables[0])
+
+        run()
+        times = _time_block(run, repeats)
+        med = statistics.median(times)
+        out[name] = {"seconds": spread(times), "calls_per_iteration": counts[name],
+                     "seconds_per_iteration": med * counts[name]}
+    total = sum(v["seconds_per_iteration"] for v in out.values())
+    for v in out.values():
+        v["share"] = v["seconds_per_iteration"] / total if total > 0 else 0.0
+    return out
+
+
+def _inference(trainer, options: BenchmarkOptions, log) -> tuple[dict, dict]:
+    """G_ema(z) and D(img) throughput at the training batch size, without gradients."""
+    import tensorflow as tf
+
+    B, xla = trainer.batch, trainer.cfg.xla
+    G, D = trainer.G_ema, trainer.D
+    c = G.one_hot(tf.zeros([B], tf.int32)) if trainer.c_dim else None
+
+    @tf.function(jit_compile=xla)
+    def generate(z):
+        return G(z, c, noise_mode="random")
+
+    @tf.function(jit_compile=xla)
+    def discriminate(img):
+        return D(img, c)
+
+    z = tf.random.normal([B, trainer.z_dim], seed=options.seed)
+    img = generate(z)
+    np.asarray(discriminate(img))
+
+    def gen_block():
+        for _ in range(options.inference_batches):
+            out = generate(z)
+        np.asarray(out)
+
+    def disc_block():
+        for _ in range(options.inference_batches):
+            out = discriminate(img)
+        np.asarray(out)
+
+    results = []
+    for name, block in (("generator", gen_block), ("discriminator", disc_block)):
+        times = _time_block(block, options.repeats)
+        per_batch = [x / options.inference_batches for x in times]
+        n = B * options.inference_batches
+        res = {"img_per_s": n / statistics.median(times), "batch_size": B, "seconds_per_batch": spread(per_batch),
+               "img_per_s_spread": spread([n / x for x in times]),
+               "what": "G_ema(z), random noise, no gradient" if name == "generator" else "D(img), no gradient"}
+        log(f"{name}: {res['img_per_s']:.1f} img/s")
+        results.append(res)
+    return results[0], results[1]
+
+
+def _flops(trainer, cycle: int) -> dict[str, Any]:
+    """FLOPs of G forward, D forward and each phase's compute, per image (graph profiler)."""
+    import tensorflow as tf
+
+    B, L = trainer.batch, trainer.local_batch
+    res, ch, t = trainer.res, trainer.channels, trainer.cfg
+    G, D = trainer.G_ema, trainer.D
+    c_spec = tf.TensorSpec([L, trainer.c_dim], tf.float32) if trainer.c_dim else None
+
+    def plain(fn):
+        """The phase's Python computation (the XLA wrapper removed), traced as a plain graph."""
+        return tf.function(getattr(fn, "python_function", fn))
+
+    gen = tf.function(lambda z: G(z, None if not trainer.c_dim else tf.one_hot(tf.zeros([L], tf.int32),
+                                                                          trainer.c_dim), noise_mode="random"))
+    disc = tf.function(lambda img: D(img, None if not trainer.c_dim else tf.one_hot(tf.zeros([L], tf.int32),
+                                                                                trainer.c_dim)))
+    seed_spec = tf.TensorSpec([2], tf.int64)
+    rid = 0  # a Python int: replica 0's slices get static shapes, which the profiler needs to count
+    img_spec = tf.TensorSpec([L, res, res, ch], tf.float32)
+    # Each phase traced on one replica's inputs; FLOPs of the global batch = replicas x that.
+    with trainer.strategy.scope():
+        phase_flops = {
+            "Gmain": graph_flops(plain(trainer._gmain_compute).get_concrete_function(seed_spec, rid)),
+            "Greg": graph_flops(plain(trainer._greg_compute).get_concrete_function(
+                seed_spec, rid, tf.TensorSpec([], tf.float32))) if t.pl_weight > 0 else 0,
+            "Dmain": graph_flops(plain(trainer._dmain_compute).get_concrete_function(seed_spec, rid, img_spec, c_spec)),
+            "Dreg": graph_flops(plain(trainer._dreg_compute).get_concrete_function(seed_spec, rid, img_spec, c_spec))
+            if t.r1_gamma > 0 else 0,
+        }
+    phase_flops = {k: v * trainer.num_replicas for k, v in phase_flops.items()}
+    counts = _phase_calls(t, cycle)
+    per_iteration = sum(phase_flops[k] * counts[k] for k in phase_flops)
+    return {
+        "method": FLOPS_METHOD,
+        "generator_per_img": graph_flops(gen.get_concrete_function(tf.TensorSpec([L, trainer.z_dim]))) / L,
+        "discriminator_per_img": graph_flops(disc.get_concrete_function(img_spec)) / L,
+        "phase_per_call": phase_flops,
+        "train_per_iteration": per_iteration,
+        "train_per_img": per_iteration / (cycle * B),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    gpus = tf.config.list_physical_devices("GPU")
+    gpu_names = []
+    for g in gpus:
+        try:
+            gpu_names.append(tf.config.experimental.get_device_details(g).get("device_name", g.name))
+        except (ValueError, RuntimeError):
+            gpu_names.append(g.name)
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "processor": _cpu_model(), "cpu_count": os.cpu_count(),
+            "intra_op_threads": intra, "inter_op_threads": inter,
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "gpus": gpu_names}
+
+
+def _loadavg() -> float | None:
+    """1-minute load average (other processes competing for the cores make timings slower)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def targets(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets, each {applicable, threshold, measured, met}.
+
+    CPU (preset bench32, batch 8, float32, one replica on the CPU): the full iteration and generator
+    inference at least 1.5x faster than stylegan2-ada-pytorch's numbers on the same CPU class
+    (generator against the top of its range, 19 img/s). GPU (preset auto, batch 16, mixed
+    precision and XLA, one replica): at most 6 s/kimg and 5 GB of GPU memory.
+    """
+    cpu_case = (report["preset"] == "bench32" and report["batch_size"] == 8 and report["device"] == "cpu"
+                and not report["mixed_precision"] and report["num_replicas"] == 1)
+    gpu_case = (report["preset"] == "auto" and report["batch_size"] == 16 and report["device"] == "gpu"
+                and report["mixed_precision"] and report["xla"] and report["num_replicas"] == 1)
+    gpu_mem = report["memory"].get("gpu_peak_gb")
+    out = {
+        "cpu_train_1.5x_reference": {
+            "applicable": cpu_case, "threshold_s_per_kimg": REFERENCE_S_PER_KIMG / TARGET_SPEEDUP,
+            "measured": report["s_per_kimg"]},
+        "cpu_generator_1.5x_reference": {
+            "applicable": cpu_case, "threshold_img_per_s": REFERENCE_GENERATOR_IMG_PER_S[1] * TARGET_SPEEDUP,
+            "measured": report["generator_img_per_s"]},
+        "gpu_s_per_kimg": {
+            "applicable": gpu_case, "threshold_s_per_kimg": GPU_TARGET_S_PER_KIMG, "measured": report["s_per_kimg"]},
+        "gpu_memory": {
+            "applicable": gpu_case and gpu_mem is not None, "threshold_gb": GPU_TARGET_MEMORY_GB, "measured": gpu_mem},
+    }
+    out["cpu_train_1.5x_reference"]["met"] = report["s_per_kimg"] <= REFERENCE_S_PER_KIMG / TARGET_SPEEDUP
+    out["cpu_generator_1.5x_reference"]["met"] = (report["generator_img_per_s"]
+                                                  >= REFERENCE_GENERATOR_IMG_PER_S[1] * TARGET_SPEEDUP)
+    out["gpu_s_per_kimg"]["met"] = report["s_per_kimg"] <= GPU_TARGET_S_PER_KIMG
+    out["gpu_memory"]["met"] = gpu_mem is not None and gpu_mem <= GPU_TARGET_MEMORY_GB
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Text output.
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if abs(x) >= 1e9:
+        return f"{x / 1e9:.{digits}f} G"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.{digits}f} M"
+    return f"{x:.{digits}f}"
+
+
+def _pm(s: dict) -> str:
+    return f"{_fmt(s['median'], 2)} [{_fmt(s['min'], 2)}, {_fmt(s['max'], 2)}]"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table (median [min, max] over the repeats)."""
+    it = report["iteration"]
+    lines = [
+        f"preset {report['preset']}  batch {report['batch_size']}  {report['resolution']}x{report['resolution']}  "
+        f"device {report['device']}  replicas {report['num_replicas']}  xla {report['xla']}  "
+        f"fused_modconv {report['fused_modconv']}  mixed_precision {report['mixed_precision']}  "
+        f"repeats {report['repeats']}",
+        f"full iteration = {it['steps']} steps ({', '.join(f'{v} {k}' for k, v in it['phase_calls'].items())}), "
+        f"aug {it['aug']} p={it['aug_p']:.2f}, style mixing {it['style_mixing_prob']}",
+        "",
+        f"{'measurement':<34}{'median [min, max]':>30}",
+        f"{'full iteration, s':<34}{_pm(it['seconds']):>30}",
+        f"{'training, s/kimg':<34}{_pm(it['s_per_kimg']):>30}",
+        f"{'training, img/s':<34}{_pm(it['img_per_s']):>30}",
+        f"{'full iteration, process CPU s':<34}{_pm(it['process_cpu_seconds']):>30}",
+        f"{'generator inference, img/s':<34}{_pm(report['generator']['img_per_s_spread']):>30}",
+        f"{'discriminator forward, img/s':<34}{_pm(report['discriminator']['img_per_s_spread']):>30}",
+    ]
+    for name, ph in report.get("phases", {}).items():
+        lines.append(f"{'phase ' + name + ', s/call':<34}{_pm(ph['seconds']):>30}"
+                     f"   x{ph['calls_per_iteration']} = {ph['seconds_per_iteration']:.2f} s/iter "
+                     f"({100 * ph['share']:.0f}%)")
+    load = it.get("load_average_after")
+    cores = report["environment"].get("cpu_count") or 1
+    if load is not None and load > cores:
+        lines.append(f"WARNING: load average {load:.1f} on {cores} cores during the run: other processes "
+                     "competed for the CPU, the times are pessimistic.")
+    mem = report["memory"]
+    lines += ["", f"peak host memory {mem['host_peak_gb']:.2f} GB"
+              + (f", peak GPU memory {mem['gpu_peak_gb']:.2f} GB" if mem.get("gpu_peak_gb") is not None else "")]
+    if "flops" in report:
+        f = report["flops"]
+        lines.append(f"FLOPs/img: generator {_fmt(f['generator_per_img'], 2)} "
+                     f"({_fmt(report['generator']['flop_per_s'], 2)}FLOP/s), discriminator "
+                     f"{_fmt(f['discriminator_per_img'], 2)} ({_fmt(report['discriminator']['flop_per_s'], 2)}FLOP/s), "
+                     f"training {_fmt(f['train_per_img'], 2)} ({_fmt(report['train_flop_per_s'], 2)}FLOP/s)")
+    sp = report["speedup"]
+    lines.append(f"vs stylegan2-ada-pytorch CPU reference ({REFERENCE_S_PER_KIMG:.0f} s/kimg, "
+                 f"{REFERENCE_GENERATOR_IMG_PER_S[0]:.0f}-{REFERENCE_GENERATOR_IMG_PER_S[1]:.0f} img/s): training "
+                 f"{sp['train_vs_reference']:.2f}x, generator {sp['generator_vs_reference_high']:.2f}-"
+                 f"{sp['generator_vs_reference_low']:.2f}x")
+    for name, tgt in report["targets"].items():
+        if tgt["applicable"]:
+            lines.append(f"target {name}: {'MET' if tgt['met'] else 'NOT MET'}")
+    return "\n".join(lines)
+
+
+def format_comparison(reports: Sequence[dict[str, Any]]) -> str:
+    """One row per configuration (e.g. XLA on/off x fused/non-fused modconv)."""
+    head = f"{'xla':<6}{'fused':<7}{'mp':<5}{'s/kimg':>10}{'train img/s':>13}{'G img/s':>10}{'D img/s':>10}"
+    rows = [head]
+    for r in reports:
+        rows.append(f"{str(r['xla']):<6}{str(r['fused_modconv']):<7}{str(r['mixed_precision'])[:1]:<5}"
+                    f"{r['s_per_kimg']:>10.1f}{r['img_per_s']:>13.2f}{r['generator_img_per_s']:>10.1f}"
+                    f"{r['discriminator_img_per_s']:>10.1f}")
+    return "\n".join(rows)
