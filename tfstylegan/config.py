@@ -321,14 +321,14 @@ def get_preset(name: str) -> Preset:
         d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=2048, channel_max=128,
                                 mbstd_group_size=4, mapping_layers=2)
         t = TrainConfig(batch_size=8, r1_gamma=0.01, ema_kimg=0.5, ema_rampup=0.05, ada_kimg=20.0,
-                        total_kimg=2.0, kimg_per_tick=0.25, snapshot_ticks=2)
+                        total_kimg=2.0, kimg_per_tick=0.25, snapshot_ticks=2, xla=False)
     elif name == "bench32":
         g = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=32, img_channels=1, mapping_layers=2,
                             channel_base=8192, channel_max=512)
         d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=8192, channel_max=512,
                                 mbstd_group_size=4, mapping_layers=2)
         t = TrainConfig(batch_size=8, r1_gamma=_auto_gamma(32, 8), ema_kimg=8 * 10 / 32, ema_rampup=0.05,
-                        aug="fixed", aug_p=0.2)
+                        aug="fixed", aug_p=0.2, xla=False)
     elif name == "auto":
         g = GeneratorConfig(img_resolution=256, mapping_layers=2, channel_base=16384, channel_max=512,
                             num_fp16_res=4, conv_clamp=256)

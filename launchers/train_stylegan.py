@@ -1,0 +1,92 @@
+"""Train StyleGAN2 on a prepared dataset (one class, or one conditional model of all classes).
+
+    python -m launchers.train_stylegan --data data/figshare256 --out runs --preset auto \
+        --class_name glioma --kimg 5000 --mirror
+    python -m launchers.train_stylegan --flagfile launchers/configs/figshare_256_glioma.cfg
+
+Each run gets a numbered folder `<out>/00000-<desc>/` (run.json, checkpoints/, samples/,
+tensorboard/, stats.jsonl). `--resume` takes a run folder, its checkpoints/ folder, or an
+imported pretrained checkpoint (launchers/import_pretrained.py): a training checkpoint continues
+exactly where it stopped (kimg and ADA p included); a networks-only one starts at kimg 0.
+Flags left unset keep the preset's (or, when resuming, the checkpoint's) values.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from tfstylegan.config import PRESET_NAMES
+from tfstylegan.training.distribute import STRATEGY_NAMES
+from tfstylegan.utils import cli
+
+_DATA = flags.DEFINE_string("data", None, "Prepared dataset folder (launchers/prepare_data.py).")
+_OUT = flags.DEFINE_string("out", "runs", "Parent folder of the numbered run folders.")
+_PRESET = flags.DEFINE_enum("preset", "auto", list(PRESET_NAMES), "Network/training preset.")
+_CLASS = flags.DEFINE_string("class_name", None, "Train one class (the study's per-class models).")
+_COND = flags.DEFINE_bool("conditional", False, "One class-conditional model of all classes.")
+_MASK = flags.DEFINE_bool("with_mask", False, "Train on image + tumor mask (2 channels).")
+_KIMG = flags.DEFINE_float("kimg", None, "Total training length in thousands of real images.")
+_BATCH = flags.DEFINE_integer("batch", None, "Global batch size (over all replicas).")
+_GAMMA = flags.DEFINE_float("gamma", None, "R1 regularisation weight.")
+_AUG = flags.DEFINE_enum("aug", None, ["ada", "fixed", "none"], "Discriminator augmentation.")
+_P = flags.DEFINE_float("p", None, "Augmentation probability for --aug fixed (initial p for ada).")
+_TARGET = flags.DEFINE_float("target", None, "ADA target for the sign of D on reals (0.6).")
+_ADA_KIMG = flags.DEFINE_float("ada_kimg", None, "ADA speed: kimg for p to go 0 -> 1 (500; 100 for transfer).")
+_MIRROR = flags.DEFINE_bool("mirror", None, "Add x-flipped copies of the reals.")
+_RESUME = flags.DEFINE_string("resume", None, "Run folder, its checkpoints/ folder, or an imported checkpoint.")
+_FREEZE_D = flags.DEFINE_integer("freeze_d", None, "Freeze-D: keep this many highest-resolution D blocks fixed.")
+_TICK = flags.DEFINE_float("kimg_per_tick", None, "Progress/TensorBoard interval in kimg.")
+_SNAP = flags.DEFINE_integer("snapshot_ticks", None, "Checkpoint every this many ticks.")
+_STRATEGY = flags.DEFINE_enum("strategy", "default", list(STRATEGY_NAMES),
+                              "tf.distribute strategy (multi_worker reads TF_CONFIG).")
+_MP = flags.DEFINE_bool("mixed_precision", None, "mixed_float16 in the top blocks, with loss scaling.")
+_XLA = flags.DEFINE_bool("xla", None, "Compile the training phases with XLA (jit_compile).")
+_SEED = flags.DEFINE_integer("seed", None, "Random seed.")
+_TB = flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files.")
+_DETERMINISTIC = flags.DEFINE_bool("deterministic", False, "Deterministic TF ops (bit-exact resume on CPU).")
+
+
+def main(argv):
+    del argv
+    from pathlib import Path
+
+    from tfstylegan.training.run_dirs import next_run_dir, run_description
+    from tfstylegan.training.training_loop import train
+    from tfstylegan.utils.errors import UserError
+
+    if not _DATA.value:
+        raise UserError("--data is required: a folder written by launchers/prepare_data.py.")
+    if not Path(_DATA.value).is_dir():
+        raise UserError(f"--data {_DATA.value} does not exist. Prepare a dataset with launchers/prepare_data.py.")
+    overrides = {"total_kimg": _KIMG.value, "batch_size": _BATCH.value, "r1_gamma": _GAMMA.value,
+                 "aug": _AUG.value, "aug_p": _P.value, "ada_target": _TARGET.value, "ada_kimg": _ADA_KIMG.value,
+                 "mirror": _MIRROR.value, "freeze_d": _FREEZE_D.value, "kimg_per_tick": _TICK.value,
+                 "snapshot_ticks": _SNAP.value, "mixed_precision": _MP.value, "xla": _XLA.value,
+                 "seed": _SEED.value}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # Validate the data and class choice before making a run folder.
+    from tfstylegan.data.pipeline import read_manifest
+    from tfstylegan.training.training_loop import class_layout
+
+    class_layout(read_manifest(_DATA.value), _DATA.value, _CLASS.value, _COND.value)
+    desc = run_description(_PRESET.value, _CLASS.value, _COND.value, _MASK.value, overrides.get("batch_size"),
+                           overrides.get("aug"), resumed=_RESUME.value is not None)
+    run_dir = next_run_dir(_OUT.value, desc)
+    print(f"run folder: {run_dir}", flush=True)
+    options = {name: flags.FLAGS[name].value for name in (
+        "data", "out", "preset", "class_name", "conditional", "with_mask", "kimg", "batch", "gamma", "aug", "p",
+        "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "strategy",
+        "mixed_precision", "xla", "seed", "tensorboard", "deterministic")}
+    try:
+        train(run_dir, _PRESET.value, _DATA.value, class_name=_CLASS.value, conditional=_COND.value,
+              with_mask=_MASK.value, resume=_RESUME.value, strategy=_STRATEGY.value, train_overrides=overrides,
+              tensorboard=_TB.value, deterministic=_DETERMINISTIC.value, options={"flags": options})
+    except UserError:
+        if not any(run_dir.iterdir()):  # refused before writing anything: leave no empty run folder
+            run_dir.rmdir()
+        raise
+    print(f"done: {run_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,122 @@
+"""What a training run reports each tick: TensorBoard, stats.jsonl, PNG sample grids, a console line.
+
+- TensorBoard (`<run>/tensorboard/`): scalars (losses, R1, path length, ADA p, sign of D on
+  reals/fakes, s/kimg, img/s, memory), a `samples` image per image snapshot (fixed seeds,
+  G_ema, constant noise; one image per class when conditional) and the run's hparams.
+- `<run>/stats.jsonl`: the same scalars, one JSON object per tick (appended, flushed).
+- `<run>/samples/reals.png` once and `<run>/samples/fakes<kimg:06d>.png` per image snapshot.
+- The console: `tick 3 kimg 1.2/25.0 s/kimg 41.2 img/s 24.3 ETA 12m 05s G 0.71 D 1.32 p 0.040`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfstylegan.utils.images import image_grid, save_png, to_uint8
+from tfstylegan.utils.progress import format_duration
+
+
+def side_by_side(images: np.ndarray) -> np.ndarray:
+    """[N, H, W, C] -> [N, H, C*W, 1]: each channel (image, tumor mask, ...) next to the other."""
+    images = np.asarray(images)
+    return np.concatenate([images[..., i:i + 1] for i in range(images.shape[-1])], axis=2)
+
+
+def grid_uint8(images: np.ndarray, grid_w: int | None = None) -> np.ndarray:
+    """Images [N, H, W, C] in [-1, 1] -> one uint8 grid [gh*H, gw*W*C, 1] (channels side by side)."""
+    return image_grid(to_uint8(side_by_side(images)), grid_w=grid_w, padding=1, pad_value=0)
+
+
+def host_memory_gb() -> float:
+    """Peak resident memory of this process in GB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def device_memory_gb() -> float | None:
+    """Peak memory of the first GPU in GB, or None without a GPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if not gpus:
+        return None
+    try:
+        return tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2 ** 30
+    except (ValueError, RuntimeError):
+        return None
+
+
+def tick_line(tick: int, kimg: float, total_kimg: float, sec_per_kimg: float, img_per_sec: float,
+              g_loss: float, d_loss: float, p: float) -> str:
+    """The console progress line of one tick."""
+    eta = sec_per_kimg * max(total_kimg - kimg, 0.0)
+    digits = 1 if total_kimg >= 10 else 3
+    return (f"tick {tick} kimg {kimg:.{digits}f}/{total_kimg:.{digits}f} s/kimg {sec_per_kimg:.1f} img/s {img_per_sec:.1f} "
+            f"ETA {format_duration(eta)} G {g_loss:.2f} D {d_loss:.2f} p {p:.3f}")
+
+
+class RunReporter:
+    """Writes TensorBoard events, stats.jsonl and sample PNGs of one run (only on the chief).
+
+    Args:
+      run_dir: the run folder.
+      tensorboard: write TensorBoard event files.
+      enabled: False on non-chief workers: every method is then a no-op.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.writer = None
+        if enabled and tensorboard:
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+
+    def hparams(self, hparams: dict) -> None:
+        """Records the run's hyper-parameters (TensorBoard HParams plugin)."""
+        if self.writer is None:
+            return
+        from tensorboard.plugins.hparams import api as hp
+
+        clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
+        with self.writer.as_default():
+            hp.hparams(clean, trial_id=self.run_dir.name)
+        self.writer.flush()
+
+    def scalars(self, stats: dict, step: int) -> None:
+        """Writes finite scalars to TensorBoard at `step` (kimg * 1000) and appends them to stats.jsonl."""
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            with self.writer.as_default():
+                for name, value in stats.items():
+                    if isinstance(value, (int, float)) and math.isfinite(value):
+                        tf.summary.scalar(name, value, step=step)
+            self.writer.flush()
+        row = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in stats.items()}
+        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def images(self, name: str, grids: dict[str, np.ndarray], step: int) -> None:
+        """Writes uint8 grids [H, W, 1] as TensorBoard images `<name>` or `<name>/<key>`."""
+        if self.writer is None:
+            return
+        with self.writer.as_default():
+            for key, grid in grids.items():
+                tag = name if not key else f"{name}/{key}"
+                tf.summary.image(tag, grid[None], step=step, max_outputs=1)
+        self.writer.flush()
+
+    def png(self, filename: str, grid: np.ndarray) -> None:
+        """Saves a uint8 grid under `<run>/samples/`."""
+        if self.enabled:
+            save_png(self.run_dir / "samples" / filename, grid)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
