@@ -35,7 +35,7 @@ from tfstylegan.metrics import (bar_chart_image, closest_pairs_figure, confusion
                                 kernel_inception_distance, memorization_report, perceptual_path_length,
                                 precision_recall)
 from tfstylegan.utils.errors import UserError
-from tfstylegan.utils.images import save_png
+from tfstylegan.utils.images import save_png, upscale_for_viewing
 from tfstylegan.utils.io import atomic_dir, write_json
 from tfstylegan.utils.progress import Progress
 
@@ -500,6 +500,8 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
         tmp = Path(tmp)
         write_json(tmp / "results.json", results)
         for fname, image in figures.items():
+            if fname.startswith(("real_vs_generated", "closest_pairs")):  # image tiles, not charts
+                image = upscale_for_viewing(image, int(manifest["resolution"]))
             save_png(tmp / "figures" / f"{fname}.png", image)
         writer = _summaries_writer(tmp / "tensorboard")
         try:

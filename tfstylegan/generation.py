@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from tfstylegan.utils.errors import UserError
-from tfstylegan.utils.images import image_grid, save_png, to_uint8, to_uint16
+from tfstylegan.utils.images import image_grid, save_png, to_uint8, to_uint16, upscale_for_viewing
 from tfstylegan.utils.progress import Progress
 
 NOISE_MODES = ("const", "random", "none")
@@ -491,6 +491,6 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
         else:
             print("note: interpolation skipped: it needs 2 or more seeds (--interp_seeds).", flush=True)
         for name, image in fig.items():
-            save_png(out_dir / name, image)
+            save_png(out_dir / name, upscale_for_viewing(image, gen.resolution))
             files.append(str(out_dir / name))
     return summary

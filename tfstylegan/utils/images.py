@@ -62,3 +62,16 @@ def save_png(path: str | os.PathLike, img: np.ndarray) -> None:
         raise ValueError(f"save_png takes uint8 or uint16. Received: dtype={img.dtype}")
     with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG")
+
+
+def upscale_for_viewing(img: np.ndarray, tile_resolution: int, min_tile: int = 128) -> np.ndarray:
+    """Nearest-neighbour upscaling of a figure [H, W] or [H, W, C] so each tile is >= `min_tile` pixels.
+
+    Figures of 16-64 px slices are unreadable at their native size; an integer nearest-neighbour
+    factor keeps every pixel exact (no interpolation invents detail).
+    """
+    factor = max(1, int(min_tile) // max(int(tile_resolution), 1))
+    if factor == 1:
+        return img
+    img = np.asarray(img)
+    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
