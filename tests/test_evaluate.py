@@ -15,20 +15,10 @@ from tfstylegan.config import get_preset
 from tfstylegan.metrics import inception_score
 from tfstylegan.metrics.utility import accuracy_differences
 from tfstylegan.utils.errors import UserError
+from _checkpoints import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["meningioma", "glioma", "pituitary"]
-
-
-def _save_tiny(out, preset, class_names, class_name, conditional):
-    from tfstylegan.networks import Discriminator, Generator
-    from tfstylegan.training.checkpoint import save_networks
-
-    G, D, G_ema = (Generator(preset.generator, name="G"), Discriminator(preset.discriminator, name="D"),
-                   Generator(preset.generator, name="G_ema"))
-    info = {"preset": preset.to_dict(), "class_names": class_names, "class_name": class_name,
-            "conditional": conditional, "with_mask": False, "data": None, "options": {}}
-    return save_networks(out, info, G, D, G_ema)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +36,9 @@ def assets(tmp_path_factory):
     save_classifier(judge, root / "judge.keras")
     return {
         "root": root, "data": root / "data", "judge": root / "judge.keras",
-        "meningioma": _save_tiny(root / "men", tiny, ["meningioma"], "meningioma", False),
-        "glioma": _save_tiny(root / "gli", tiny, ["glioma"], "glioma", False),
-        "cond": _save_tiny(root / "cond", tiny.with_data(c_dim=3), CLASSES, None, True),
+        "meningioma": save_tiny(root / "men", tiny, ["meningioma"], "meningioma", False),
+        "glioma": save_tiny(root / "gli", tiny, ["glioma"], "glioma", False),
+        "cond": save_tiny(root / "cond", tiny.with_data(c_dim=3), CLASSES, None, True),
     }
 
 

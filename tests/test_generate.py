@@ -12,20 +12,10 @@ from PIL import Image
 from tfstylegan import generation
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
+from _checkpoints import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["meningioma", "glioma", "pituitary"]
-
-
-def _save_tiny(out, preset, class_names, class_name, conditional, with_mask):
-    from tfstylegan.networks import Discriminator, Generator
-    from tfstylegan.training.checkpoint import save_networks
-
-    G, D, G_ema = (Generator(preset.generator, name="G"), Discriminator(preset.discriminator, name="D"),
-                   Generator(preset.generator, name="G_ema"))
-    info = {"preset": preset.to_dict(), "class_names": class_names, "class_name": class_name,
-            "conditional": conditional, "with_mask": with_mask, "data": None, "options": {}}
-    return save_networks(out, info, G, D, G_ema)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +30,9 @@ def assets(tmp_path_factory):
     tiny = get_preset("tiny")
     return {
         "data": root / "data",
-        "glioma": _save_tiny(root / "glioma", tiny, ["glioma"], "glioma", False, False),
-        "mask": _save_tiny(root / "mask", tiny.with_data(img_channels=2), ["glioma"], "glioma", False, True),
-        "cond": _save_tiny(root / "cond", tiny.with_data(c_dim=3), CLASSES, None, True, False),
+        "glioma": save_tiny(root / "glioma", tiny, ["glioma"], "glioma", False, False),
+        "mask": save_tiny(root / "mask", tiny.with_data(img_channels=2), ["glioma"], "glioma", False, True),
+        "cond": save_tiny(root / "cond", tiny.with_data(c_dim=3), CLASSES, None, True, False),
     }
 
 
@@ -181,14 +171,16 @@ def test_launcher_figures_with_masks(assets, tmp_path):
                  "fig3_grid3x3_glioma.png", "fig4_mosaic_glioma.png", "style_mixing.png", "interpolation.png"):
         assert name in names
     tile_w = 2 * 16 + generation.FIGURE_PADDING  # image and mask side by side
+    k = 128 // 16  # figures of 16-px slices are upscaled 8x (nearest) for viewing
     fig3 = np.asarray(Image.open(out / "fig3_grid3x3_glioma.png"))
-    assert fig3.shape == (3 * 18 - 2, 3 * tile_w - 2)
+    assert fig3.shape == (k * (3 * 18 - 2), k * (3 * tile_w - 2))
+    np.testing.assert_array_equal(fig3[::k, ::k].repeat(k, 0).repeat(k, 1), fig3)  # exact pixel blocks
     fig2 = np.asarray(Image.open(out / "fig2_real_vs_generated_glioma.png"))
-    assert fig2.shape == (2 * 18 - 2, 6 * tile_w - 2)
+    assert fig2.shape == (k * (2 * 18 - 2), k * (6 * tile_w - 2))
     interp = np.asarray(Image.open(out / "interpolation.png"))
-    assert interp.shape == (3 * 18 - 2, 5 * tile_w - 2)  # seeds 0-3: three walks of 5 images
+    assert interp.shape == (k * (3 * 18 - 2), k * (5 * tile_w - 2))  # seeds 0-3: three walks of 5 images
     style = np.asarray(Image.open(out / "style_mixing.png"))
-    assert style.shape == (3 * 18 - 2, 4 * tile_w - 2)
+    assert style.shape == (k * (3 * 18 - 2), k * (4 * tile_w - 2))
 
 
 @pytest.mark.slow
