@@ -174,7 +174,9 @@ class InceptionFeatures:
             self.model = keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
                                                         input_shape=(int(size), int(size), 3))
         except Exception as e:  # Keras raises several types for a mismatched file
-            raise UserError(f"Could not load the InceptionV3 weights {path}: {type(e).__name__}: {e}. "
+            # only the first line: Keras lists every layer it could not load (188 for InceptionV3)
+            reason = (str(e).strip().splitlines() or [""])[0].rstrip(".: ")
+            raise UserError(f"Could not load the InceptionV3 weights {path}: {type(e).__name__}: {reason}. "
                             "Pass the notop (include_top=False) InceptionV3 weights file.") from None
         self.size, self.batch_size = int(size), int(batch_size)
 
@@ -446,7 +448,8 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
                                                        np.concatenate(pooled_arrays["fake_i"]), config)
     else:  # one class: pooled is that class
         only = per_class[next(iter(gens))]
-        pooled.update({k: only[k] for k in ("is_real", "is_generated", "fid", "kid", "precision", "recall")})
+        pooled.update({k: only[k] for k in ("is_real", "is_generated", "fid", "kid", "precision", "recall",
+                                            "inception") if k in only})
     class_ids = [judge.class_names.index(n) for n in gens]
     cm_real = judge_confusion(pooled_arrays["real_p"], class_ids, len(judge.class_names))
     cm_fake = judge_confusion(pooled_arrays["fake_p"], class_ids, len(judge.class_names))
