@@ -292,7 +292,7 @@ def fit_classifier(config: ClassifierConfig, train: tf.data.Dataset, val: tf.dat
         if config.patience:
             callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=config.patience))
         h = model.fit(train_ds, validation_data=val_ds, epochs=end_epoch, initial_epoch=epoch,
-                      callbacks=callbacks, verbose=verbose)
+                      callbacks=callbacks, verbose=verbose, shuffle=False)  # train_ds shuffles itself
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(x) for x in v)
         epoch = end_epoch
