@@ -16,11 +16,12 @@ import pytest
 import tensorflow as tf
 
 from _train_worker import make_tiny_dataset
+from tfstylegan.losses import style_mix
 from tfstylegan.data.pipeline import read_manifest
 from tfstylegan.training import checkpoint as ckpt_lib
 from tfstylegan.training.distribute import get_strategy
 from tfstylegan.training.training_loop import (RealImageStream, Trainer, class_layout, ema_beta,
-                                               lazy_adam_hparams, make_optimizer, resolve_preset, style_mix,
+                                               lazy_adam_hparams, make_optimizer, resolve_preset,
                                                train)
 from tfstylegan.utils.errors import UserError
 

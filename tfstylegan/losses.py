@@ -16,6 +16,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from tfstylegan.augment import random_uniform
+
 
 def nonsaturating_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
     """fake_logits [N, 1] -> per-sample loss [N, 1] = softplus(-fake_logits)."""
@@ -90,16 +92,16 @@ def path_length_penalty(synthesis_fn: Callable[[tf.Tensor], tf.Tensor], ws: tf.T
 def style_mix(ws: tf.Tensor, ws_other: tf.Tensor, prob: float, seed) -> tf.Tensor:
     """Mixing regularisation: with probability `prob`, ws[:, cutoff:] come from `ws_other`.
 
-    One cutoff per batch, uniform in [1, num_ws) (stylegan2-ada-pytorch `run_G`).
-    ws, ws_other: [N, num_ws, w_dim]; seed: int32 [2] for the stateless draws.
+    One cutoff per batch, uniform in [1, num_ws) (stylegan2-ada-pytorch `run_G`). The draws are
+    the counter-based uniforms of `tfstylegan.augment` (TF's stateless ops give other numbers
+    under XLA), so every replica and every compile mode picks the same cutoff.
+    ws, ws_other: [N, num_ws, w_dim]; seed: int [2].
     """
     num_ws = ws.shape[1]
     if prob <= 0 or num_ws is None or num_ws < 2:
         return ws
-    s1 = tf.random.experimental.stateless_fold_in(seed, 1)
-    s2 = tf.random.experimental.stateless_fold_in(seed, 2)
-    cutoff = tf.random.stateless_uniform([], seed=s1, minval=1, maxval=num_ws, dtype=tf.int32)
-    mix = tf.random.stateless_uniform([], seed=s2) < prob
-    cutoff = tf.where(mix, cutoff, num_ws)
+    u = random_uniform(seed, 1, 2)[0]  # [2]
+    cutoff = 1 + tf.cast(tf.floor(u[0] * (num_ws - 1)), tf.int32)
+    cutoff = tf.where(u[1] < prob, cutoff, num_ws)
     take_other = tf.cast(tf.range(num_ws) >= cutoff, ws.dtype)[None, :, None]
     return ws * (1 - take_other) + ws_other * take_other

@@ -116,23 +116,6 @@ def _replica_slice(x: tf.Tensor, rid, n_local: int) -> tf.Tensor:
     return tf.ensure_shape(x[rid * n_local:(rid + 1) * n_local], [n_local] + x.shape[1:].as_list())
 
 
-def style_mix(ws: tf.Tensor, ws_other: tf.Tensor, prob: float, seed: tf.Tensor) -> tf.Tensor:
-    """Mixing regularisation with one cutoff per global batch (as `losses.style_mix`).
-
-    Uses the counter-based uniforms of `tfstylegan.augment` (same numbers eagerly and under
-    XLA) so every replica and every compile mode picks the same cutoff.
-    ws, ws_other: [N, num_ws, w_dim]; seed: int64 [2].
-    """
-    num_ws = ws.shape[1]
-    if prob <= 0 or num_ws < 2:
-        return ws
-    u = random_uniform(seed, 1, 2)[0]  # [2]
-    cutoff = 1 + tf.cast(tf.floor(u[0] * (num_ws - 1)), tf.int32)
-    cutoff = tf.where(u[1] < prob, cutoff, num_ws)
-    take_other = tf.cast(tf.range(num_ws) >= cutoff, ws.dtype)[None, :, None]
-    return ws * (1 - take_other) + ws_other * take_other
-
-
 # ---------------------------------------------------------------------------------------------
 # Data.
 
@@ -392,7 +375,7 @@ class Trainer:
         if self.cfg.style_mixing_prob > 0:
             n_local = n_global // self.num_replicas
             z2 = _replica_slice(random_normal(_subseed(seed, 2), n_global, self.z_dim), rid, n_local)
-            ws = style_mix(ws, self.G.mapping(z2, c), self.cfg.style_mixing_prob, _subseed(seed, 3))
+            ws = losses.style_mix(ws, self.G.mapping(z2, c), self.cfg.style_mixing_prob, _subseed(seed, 3))
         return ws, unmixed
 
     def _noise_seed(self, seed, rid):
