@@ -1,4 +1,4 @@
-"""Benchmarks StyleGAN2 training and inference speed and memory (`tfstylegan.benchmark`).
+"""Benchmarks StyleGAN2 training and inference speed and memory (`tfstylegan.apps.benchmark`).
 
 Examples:
   python -m launchers.benchmark --preset bench32 --device cpu --json bench32.json
@@ -62,7 +62,7 @@ def _child_flags(xla: bool, fused: bool, json_path: str) -> list[str]:
 
 
 def _compare(options) -> dict:
-    from tfstylegan.benchmark import format_comparison
+    from tfstylegan.apps.benchmark import format_comparison
     from tfstylegan.config import get_preset
     from tfstylegan.utils.errors import UserError
 
@@ -94,7 +94,7 @@ def _compare(options) -> dict:
 
 
 def main(argv):
-    from tfstylegan import benchmark
+    from tfstylegan.apps import benchmark
     from tfstylegan.utils.io import write_json
 
     options = benchmark.BenchmarkOptions(

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from absl import flags
 
+from tfstylegan.apps.evaluation.report import results_table
+from tfstylegan.data.classes import CLASS_NAMES
 from tfstylegan.utils.cli import run
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.progress import format_duration
@@ -49,7 +51,7 @@ _PER_CLASS = flags.DEFINE_bool("per_class", False, "Train one model per tumor cl
 _RESOLUTION = flags.DEFINE_integer("resolution", 32, "Training resolution (32 is the study's first stage).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", True, "Replace an earlier demo in --out (only a folder this demo made).")
 
-CLASSES = ("meningioma", "glioma", "pituitary")
+CLASSES = CLASS_NAMES
 _MARKER = "demo.json"
 
 
@@ -90,28 +92,6 @@ def _only_run_dir(parent: Path) -> Path:
     if len(runs) != 1:
         raise UserError(f"expected one run folder in {parent}, found {[p.name for p in runs]}")
     return runs[0]
-
-
-def _results_table(results: dict) -> str:
-    rows = [("class", "IS real", "IS generated", "FID", "KID x1e3", "precision", "recall")]
-
-    def fmt(x, scale=1.0):
-        if x is None:
-            return "-"
-        if isinstance(x, (list, tuple)):
-            return f"{x[0] * scale:.2f} ± {x[1] * scale:.2f}"
-        return f"{x * scale:.3f}"
-
-    entries = list(results.get("per_class", {}).items())
-    if results.get("pooled"):
-        entries.append(("pooled", results["pooled"]))
-    for name, r in entries:
-        rows.append((name, fmt(r.get("is_real")), fmt(r.get("is_generated")), fmt(r.get("fid")),
-                     fmt(r.get("kid"), 1e3), fmt(r.get("precision")), fmt(r.get("recall"))))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def main(argv):
@@ -201,7 +181,7 @@ def main(argv):
         print(f"  {format_duration(d):>9}  {t}")
     print("\nInception Score from the judge (the study: 2.6 real vs 2.4 generated on 300 images of all classes,")
     print("which is the 'pooled' row; per class, a confident judge scores about 1 by construction)")
-    print(_results_table(results))
+    print(results_table(results))
     print(f"\npictures:     {fig_dir}/ and {eval_dir}/figures/")
     print(f"results:      {eval_dir}/results.json, {clf_dir}/metrics.json")
     print(f"serving:      {export_dir}/")

@@ -11,7 +11,7 @@ pituitary=runs/00002-pituitary --classifier judge/classifier.keras --data data/f
       --data data/figshare256 --num_images 1000 --utility --out eval_cond
 
 Writes <out>/results.json, <out>/figures/*.png and TensorBoard logs in <out>/tensorboard.
-See `tfstylegan.evaluation`.
+See tfstylegan.apps.evaluation`.
 """
 
 from absl import flags
@@ -54,7 +54,7 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress lines.")
 
 
 def main(argv):
-    from tfstylegan.evaluation import EvaluationConfig, evaluate
+    from tfstylegan.apps.evaluation.run import EvaluationConfig, evaluate
 
     config = EvaluationConfig(
         num_images=_NUM_IMAGES.value, split=_SPLIT.value, truncation_psi=_PSI.value, noise_mode=_NOISE.value,

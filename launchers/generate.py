@@ -10,7 +10,7 @@ and 8-bit conversion). Examples:
       --data data/figshare256 --out figs/glioma     # Fig. 2, 3, 4, style mixing, interpolation
 
 Writes <out>/seed0000.png ... (and seed0000_mask.png for models trained with masks).
-See `tfstylegan.generation`.
+See tfstylegan.apps.generation`.
 """
 
 from absl import flags
@@ -38,7 +38,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per generator call.")
 
 
 def main(argv):
-    from tfstylegan.generation import generate, load_class_generator, parse_indices, parse_seeds
+    from tfstylegan.apps.generation import generate, load_class_generator, parse_indices, parse_seeds
 
     seeds = parse_seeds(_SEEDS.value)
     style_layers = None

@@ -9,7 +9,7 @@ Examples:
       --index 12 --w_plus --classifier judge/classifier.keras --steps 1000 --out proj/test12
 
 Writes proj.png, target.png, projected_w.npz (key `w`, [1, num_ws, w_dim]), progress.png
-(snapshots, then the target) and projection.json (losses). See `tfstylegan.projection`.
+(snapshots, then the target) and projection.json (losses). See tfstylegan.apps.projection`.
 """
 
 from absl import flags
@@ -35,7 +35,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out.")
 
 
 def main(argv):
-    from tfstylegan.projection import ProjectionConfig, run_projection
+    from tfstylegan.apps.projection import ProjectionConfig, run_projection
 
     config = ProjectionConfig(num_steps=_STEPS.value, w_plus=_W_PLUS.value, feature_weight=_FEATURE_WEIGHT.value,
                               initial_learning_rate=_LR.value, seed=_SEED.value)

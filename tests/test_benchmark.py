@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tfstylegan import benchmark
+from tfstylegan.apps import benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 

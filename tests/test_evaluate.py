@@ -1,4 +1,4 @@
-"""tfstylegan.evaluation, tfstylegan.metrics.utility and launchers/evaluate.py."""
+"""tfstylegan.apps.evaluation, tfstylegan.apps.evaluation.utility and launchers/evaluate.py."""
 
 import json
 import os
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstylegan import evaluation
+from tfstylegan.apps.evaluation import report, run as evaluation
 from tfstylegan.config import get_preset
 from tfstylegan.metrics import inception_score
-from tfstylegan.metrics.utility import accuracy_differences
+from tfstylegan.apps.evaluation.utility import accuracy_differences
 from tfstylegan.utils.errors import UserError
 from _checkpoints import save_tiny
 
@@ -73,11 +73,12 @@ def test_config_validation():
 def test_results_table():
     m = {"is_real": [2.6, 0.1], "is_generated": [2.4, 0.1], "fid": 12.5, "kid": [0.01, 0.001],
          "precision": 0.7, "recall": 0.4}
-    table = evaluation.results_table({"per_class": {"glioma": m}, "pooled": m})
+    table = report.results_table({"per_class": {"glioma": m}, "pooled": m})
     lines = table.splitlines()
-    assert lines[0].split("|")[0].strip() == "class" and "IS real" in lines[0]
-    assert lines[2].startswith("glioma") and "2.6" in lines[2] and "12.5" in lines[2]
-    assert lines[3].startswith("pooled")
+    assert lines[0].split()[0] == "class" and "IS real" in lines[0]
+    assert lines[2].startswith("glioma") and "2.60 ± 0.10" in lines[2] and "12.500" in lines[2]
+    assert "10.00 ± 1.00" in lines[2]  # KID x1e3
+    assert lines[3].startswith(report.STUDY_ROW) and "study" in lines[4]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------

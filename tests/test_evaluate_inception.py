@@ -1,4 +1,4 @@
-"""ImageNet-InceptionV3 features of tfstylegan.evaluation: `InceptionFeatures` and `evaluate(inception_weights=...)`.
+"""ImageNet-InceptionV3 features of tfstylegan.apps.evaluation: `InceptionFeatures` and `evaluate(inception_weights=...)`.
 
 Random notop InceptionV3 weights at input 75 stand in for Keras' ImageNet file (nothing is downloaded).
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfstylegan import evaluation
+from tfstylegan.apps.evaluation import features, run as evaluation
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
 
@@ -35,7 +35,7 @@ def _images(n, size=16, seed=0):
 
 def test_features_match_the_saved_network(backbone):
     images = _images(5)
-    feats = evaluation.InceptionFeatures(backbone["weights_h5"], size=SIZE, batch_size=2)(images)
+    feats = features.InceptionFeatures(backbone["weights_h5"], size=SIZE, batch_size=2)(images)
     assert feats.shape == (5, 2048) and feats.dtype == np.float32 and np.all(np.isfinite(feats))
     assert np.std(feats) > 0 and not np.allclose(feats[0], feats[1])
     # gray -> RGB, resized to 75; [-1, 1] is already InceptionV3's input scale; global average pooling
@@ -46,12 +46,12 @@ def test_features_match_the_saved_network(backbone):
 
 def test_features_are_deterministic_across_batches_formats_and_instances(backbone):
     images = _images(5, seed=1)
-    a = evaluation.InceptionFeatures(backbone["weights_h5"], size=SIZE, batch_size=2)
+    a = features.InceptionFeatures(backbone["weights_h5"], size=SIZE, batch_size=2)
     first = a(images)
     np.testing.assert_array_equal(a(images), first)
     np.testing.assert_allclose(a(images[3:]), first[3:], rtol=1e-5, atol=1e-6)  # independent of the batch
     for path in (backbone["weights_h5"], backbone["legacy_h5"]):
-        other = evaluation.InceptionFeatures(path, size=SIZE, batch_size=8)(images)
+        other = features.InceptionFeatures(path, size=SIZE, batch_size=8)(images)
         np.testing.assert_allclose(other, first, rtol=1e-5, atol=1e-6, err_msg=str(path))
     assert a(images[:0]).shape == (0, 2048)
 
@@ -59,16 +59,16 @@ def test_features_are_deterministic_across_batches_formats_and_instances(backbon
 def test_missing_or_incompatible_file_is_a_user_error(backbone, tmp_path):
     missing = tmp_path / "nope.h5"
     with pytest.raises(UserError, match="nope.h5.*does not exist"):
-        evaluation.InceptionFeatures(missing, size=SIZE)
+        features.InceptionFeatures(missing, size=SIZE)
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"not an HDF5 file")
     with pytest.raises(UserError, match="garbage.h5"):
-        evaluation.InceptionFeatures(garbage, size=SIZE)
+        features.InceptionFeatures(garbage, size=SIZE)
     small = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     wrong = tmp_path / "dense.weights.h5"
     small.save_weights(wrong)
     with pytest.raises(UserError, match="dense.weights.h5.*notop") as info:
-        evaluation.InceptionFeatures(wrong, size=SIZE)
+        features.InceptionFeatures(wrong, size=SIZE)
     assert len(str(info.value)) < 600  # Keras' reason in one line, not its list of every unloaded layer
 
 
@@ -112,14 +112,14 @@ def test_evaluate_writes_inception_metrics(backbone, tmp_path):
         assert 0 <= inc["precision"] <= 1 and 0 <= inc["recall"] <= 1
         assert inc["fid"] != metrics["fid"]  # other features than the judge's
     # the per-class numbers are those of the extractor on the same images
-    from tfstylegan import generation
+    from tfstylegan.apps import generation
     from tfstylegan.data.pipeline import read_manifest
 
     gen = generation.load_class_generators(spec)["glioma"]
     fake = generation.image_channel(generation.generate_images(gen, list(range(10)), 1.0, "const", batch_size=16,
                                                                show_progress=False))
     real, _ = evaluation.real_sample(tmp_path / "data", read_manifest(tmp_path / "data"), "glioma", 10, "test")
-    inception = evaluation.InceptionFeatures(backbone["weights_h5"], size=SIZE)
+    inception = features.InceptionFeatures(backbone["weights_h5"], size=SIZE)
     expected = evaluation.distribution_metrics(inception(real), inception(fake), config)
     assert saved["per_class"]["glioma"]["inception"]["fid"] == pytest.approx(expected["fid"], rel=1e-3, abs=1e-3)
 

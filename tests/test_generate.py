@@ -1,4 +1,4 @@
-"""tfstylegan.generation and launchers/generate.py: seeds, the seed -> image convention, PNGs, figures."""
+"""tfstylegan.apps.generation and launchers/generate.py: seeds, the seed -> image convention, PNGs, figures."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstylegan import generation
+from tfstylegan.apps import generation
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
 from _checkpoints import save_tiny

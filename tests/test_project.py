@@ -1,4 +1,4 @@
-"""tfstylegan.projection and launchers/project.py."""
+"""tfstylegan.apps.projection and launchers/project.py."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstylegan import generation, projection
+from tfstylegan.apps import generation, projection
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, to_uint8

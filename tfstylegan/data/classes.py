@@ -8,6 +8,9 @@ CLASS_NAMES = ("meningioma", "glioma", "pituitary")
 OPTIONAL_CLASS_NAMES = ("notumor",)
 ALL_CLASS_NAMES = CLASS_NAMES + OPTIONAL_CLASS_NAMES
 
+SPLITS = ("train", "val", "test")
+"""The prepared dataset's splits (patient-wise)."""
+
 FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 
 # Folder names seen in the public Kaggle datasets -> canonical class name.

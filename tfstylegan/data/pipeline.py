@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfstylegan.data.classes import SPLITS
 from tfstylegan.data.tfrecords import feature_spec
 from tfstylegan.utils.errors import UserError
 
-SPLITS = ("train", "val", "test")
 _REQUIRED_KEYS = ("format_version", "resolution", "bit_depth", "class_names", "has_mask", "counts",
                   "split_counts", "patients")
 

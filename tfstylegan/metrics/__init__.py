@@ -9,7 +9,6 @@ from tfstylegan.metrics.frechet import (feature_statistics, fid_from_features, f
 from tfstylegan.metrics.inception_score import inception_score, validate_probabilities
 from tfstylegan.metrics.memorization import (MemorizationReport, closest_pairs_figure, memorization_report,
                                              nearest_neighbours)
-from tfstylegan.metrics.plots import bar_chart_image, colormap, confusion_matrix_image, histogram_image
 from tfstylegan.metrics.ppl import filtered_mean, perceptual_path_length
 from tfstylegan.metrics.precision_recall import (kth_neighbour_radii, pairwise_distances,
                                                  precision_recall)
@@ -21,5 +20,4 @@ __all__ = [
     "precision_recall", "pairwise_distances", "kth_neighbour_radii",
     "nearest_neighbours", "memorization_report", "MemorizationReport", "closest_pairs_figure",
     "perceptual_path_length", "filtered_mean",
-    "confusion_matrix_image", "histogram_image", "bar_chart_image", "colormap",
 ]

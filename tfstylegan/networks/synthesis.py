@@ -23,13 +23,16 @@ from tfstylegan.networks.layers import FullyConnectedLayer, Conv2dLayer, assert_
 from tfstylegan.ops import bias_act as _bias_act
 from tfstylegan.ops import modulated_conv2d as _modconv
 from tfstylegan.ops import upfirdn2d as _upfirdn2d
+from tfstylegan.utils.errors import UserError
 
 NOISE_MODES = ("random", "const", "none")
+"""Synthesis noise: 'random' (fresh draws, what the model samples), 'const' (the stored buffers), 'none'."""
 
 
-def _check_noise_mode(noise_mode: str) -> None:
+def check_noise_mode(noise_mode: str) -> None:
+    """Raises a UserError (a ValueError) unless `noise_mode` is one of NOISE_MODES."""
     if noise_mode not in NOISE_MODES:
-        raise ValueError(f"noise_mode must be one of {NOISE_MODES}. Received: noise_mode={noise_mode!r}")
+        raise UserError(f"noise_mode must be one of {', '.join(NOISE_MODES)}. Received: noise_mode={noise_mode!r}")
 
 
 @keras.saving.register_keras_serializable(package="tfstylegan")
@@ -67,7 +70,7 @@ class SynthesisLayer(keras.layers.Layer):
     def call(self, x, w, noise_mode: str = "random", noise_seed=None, fused_modconv: bool = True,
              gain: float = 1.0):
         """x: [N, H, W, in], w: [N, w_dim] -> [N, resolution, resolution, out]."""
-        _check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         dtype = self.compute_dtype
         styles = self.affine(w)  # [N, in], float32
         noise = None
@@ -260,7 +263,7 @@ class SynthesisNetwork(keras.layers.Layer):
         self.built = True
 
     def call(self, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool | None = None):
-        _check_noise_mode(noise_mode)
+        check_noise_mode(noise_mode)
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         ws = tf.cast(ws, tf.float32)
         if fused_modconv is None:

@@ -12,7 +12,7 @@ For each class (per-class checkpoints, or one conditional checkpoint) and pooled
 - memorization: nearest training image of every generated one, against the held-out baseline,
   in pixel space and in the judge's feature space;
 - perceptual path length in W with the judge's normalised features as the distance;
-- optionally, utility: train-on-synthetic, test-on-real (`tfstylegan.metrics.utility`).
+- optionally, utility: train-on-synthetic, test-on-real (`tfstylegan.apps.evaluation.utility`).
 
 Outputs (written into a temporary folder renamed to `out` when complete):
 `results.json`, `figures/*.png`, TensorBoard scalars and images under `tensorboard/`.
@@ -29,18 +29,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tfstylegan import generation
-from tfstylegan.metrics import (bar_chart_image, closest_pairs_figure, confusion_matrix_image,
-                                fid_from_features, histogram_image, inception_score,
-                                kernel_inception_distance, memorization_report, perceptual_path_length,
-                                precision_recall)
+from tfstylegan.apps import generation
+from tfstylegan.apps.evaluation.features import InceptionFeatures, Judge
+from tfstylegan.apps.evaluation.report import results_table, summaries_writer, tb_image, tb_scalars
+from tfstylegan.apps.plots import bar_chart_image, confusion_matrix_image, histogram_image
+from tfstylegan.metrics import (closest_pairs_figure, fid_from_features, inception_score, kernel_inception_distance,
+                                memorization_report, perceptual_path_length, precision_recall)
+from tfstylegan.data.classes import SPLITS
+from tfstylegan.networks.synthesis import check_noise_mode
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, upscale_for_viewing
 from tfstylegan.utils.io import atomic_dir, write_json
 from tfstylegan.utils.progress import Progress
 
-SPLITS = ("train", "val", "test")
-TABLE_COLUMNS = ("class", "IS real", "IS gen", "FID", "KID", "P", "R")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ class EvaluationConfig:
       inception_size: input side for the ImageNet InceptionV3 features (299 standard).
       utility: run the train-on-synthetic experiment (slow).
       utility_epochs, utility_weights, utility_batch_size: its classifier training settings.
-      utility_settings: which training sets to compare (`tfstylegan.metrics.utility.SETTINGS`).
+      utility_settings: which training sets to compare (`tfstylegan.apps.evaluation.utility.SETTINGS`).
       seed: seed of KID subsets, PPL sampling and the pooled IS shuffle.
     """
 
@@ -96,8 +97,7 @@ class EvaluationConfig:
               f"--num_images must be at least {max(self.is_splits, self.pr_k + 1, 2)} (one per IS split and "
               f"more than k={self.pr_k} for precision/recall); the study uses 300. Received: {self.num_images}")
         check(self.split in SPLITS, f"--split must be one of {', '.join(SPLITS)}. Received: {self.split!r}")
-        check(self.noise_mode in generation.NOISE_MODES,
-              f"--noise_mode must be one of {', '.join(generation.NOISE_MODES)}. Received: {self.noise_mode!r}")
+        check_noise_mode(self.noise_mode)
         check(self.batch_size >= 1, f"--batch_size must be >= 1. Received: {self.batch_size}")
         check(self.kid_subsets >= 1 and self.kid_subset_size >= 2,
               f"KID needs kid_subsets >= 1 and kid_subset_size >= 2. Received: {self.kid_subsets}, "
@@ -117,81 +117,6 @@ class EvaluationConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# --- feature extractors -------------------------------------------------------------------------------------
-
-class Judge:
-    """The fine-tuned classifier as a batched numpy feature/probability extractor (one traced function)."""
-
-    def __init__(self, model, batch_size: int = 32):
-        import tensorflow as tf
-
-        self.model = model
-        self.class_names = [str(c) for c in model.class_names]
-        self.batch_size = int(batch_size)
-        self._fn = tf.function(model.features_and_probs, reduce_retracing=True)
-
-    def features_and_probs(self, images: np.ndarray, desc: str | None = None,
-                           show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """images float [N, H, W, 1] in [-1, 1] -> (features float32 [N, 2048], probs float32 [N, K])."""
-        images = np.asarray(images, np.float32)
-        feats, probs = [], []
-        progress = Progress(len(images), desc=desc or "judge", unit="img", enabled=show_progress)
-        for i in range(0, len(images), self.batch_size):
-            f, p = self._fn(images[i:i + self.batch_size])
-            feats.append(np.asarray(f))
-            probs.append(np.asarray(p))
-            progress.update(len(f))
-        progress.close()
-        if not feats:
-            return np.zeros([0, 2048], np.float32), np.zeros([0, len(self.class_names)], np.float32)
-        return np.concatenate(feats), np.concatenate(probs)
-
-    def normalized_features(self, images) -> np.ndarray:
-        """Unit-length features [N, 2048] (the PPL distance space)."""
-        f = np.asarray(self._fn(np.asarray(images, np.float32))[0], np.float64)
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-
-class InceptionFeatures:
-    """ImageNet InceptionV3 pooled features (standard-ish FID) from a local notop weights file.
-
-    images float [N, H, W, 1] in [-1, 1] -> gray to RGB, resized to `size`, which is already
-    InceptionV3's input scale -> features float32 [N, 2048]. Nothing is downloaded.
-    """
-
-    def __init__(self, weights_path: str | os.PathLike, size: int = 299, batch_size: int = 32):
-        import keras
-        import tensorflow as tf
-
-        path = Path(weights_path)
-        if not path.is_file():
-            raise UserError(f"--inception_weights file {path} does not exist. Pass a local notop InceptionV3 "
-                            "weights file (Keras' inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5); "
-                            "nothing is downloaded.")
-        try:
-            self.model = keras.applications.InceptionV3(include_top=False, weights=str(path), pooling="avg",
-                                                        input_shape=(int(size), int(size), 3))
-        except Exception as e:  # Keras raises several types for a mismatched file
-            # only the first line: Keras lists every layer it could not load (188 for InceptionV3)
-            reason = (str(e).strip().splitlines() or [""])[0].rstrip(".: ")
-            raise UserError(f"Could not load the InceptionV3 weights {path}: {type(e).__name__}: {reason}. "
-                            "Pass the notop (include_top=False) InceptionV3 weights file.") from None
-        self.size, self.batch_size = int(size), int(batch_size)
-
-        def features(images):
-            x = tf.clip_by_value(tf.cast(images, tf.float32), -1.0, 1.0)
-            x = tf.tile(x, [1, 1, 1, 3])
-            x = tf.image.resize(x, [self.size, self.size], method="bilinear", antialias=True)
-            return tf.cast(self.model(x, training=False), tf.float32)
-
-        self._fn = tf.function(features, reduce_retracing=True)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, np.float32)
-        out = [np.asarray(self._fn(images[i:i + self.batch_size])) for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros([0, 2048], np.float32)
 
 
 # --- metrics ------------------------------------------------------------------------------------------------
@@ -257,58 +182,6 @@ def _remap_labels(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     if np.any(out < 0):
         raise UserError(f"The dataset has classes outside {list(class_names)}.")
     return out.astype(np.int32)
-
-
-# --- the evaluation -----------------------------------------------------------------------------------------
-
-def _summaries_writer(path: Path):
-    import tensorflow as tf
-
-    return tf.summary.create_file_writer(str(path))
-
-
-def _tb_image(writer, name: str, image: np.ndarray) -> None:
-    import tensorflow as tf
-
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = img[..., None]
-    with writer.as_default():
-        tf.summary.image(name, img[None], step=0)
-
-
-def _tb_scalars(writer, prefix: str, metrics: dict[str, Any]) -> None:
-    import tensorflow as tf
-
-    with writer.as_default():
-        for key, value in metrics.items():
-            if isinstance(value, bool) or value is None:
-                continue
-            if isinstance(value, (int, float)):
-                tf.summary.scalar(f"{prefix}/{key}", float(value), step=0)
-            elif isinstance(value, list) and value and isinstance(value[0], (int, float)):
-                tf.summary.scalar(f"{prefix}/{key}", float(value[0]), step=0)
-
-
-def _fmt(value, width: int = 10) -> str:
-    if value is None:
-        return "-".rjust(width)
-    if isinstance(value, (list, tuple)):
-        value = value[0]
-    return f"{value:.4g}".rjust(width)
-
-
-def results_table(results: dict[str, Any]) -> str:
-    """A short text table: class | IS real | IS gen | FID | KID | P | R (mean values)."""
-    rows = [(name, m) for name, m in results["per_class"].items()] + [("pooled", results["pooled"])]
-    width = max(len(TABLE_COLUMNS[0]), *(len(n) for n, _ in rows))
-    lines = [" | ".join([TABLE_COLUMNS[0].ljust(width)] + [c.rjust(10) for c in TABLE_COLUMNS[1:]])]
-    lines.append("-" * len(lines[0]))
-    for name, m in rows:
-        lines.append(" | ".join([name.ljust(width)] + [_fmt(m.get(k)) for k in
-                                                        ("is_real", "is_generated", "fid", "kid", "precision",
-                                                         "recall")]))
-    return "\n".join(lines)
 
 
 def _ppl(gen: generation.ClassGenerator, judge: Judge, config: EvaluationConfig, show_progress: bool) -> float:
@@ -506,20 +379,20 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
             if fname.startswith(("real_vs_generated", "closest_pairs")):  # image tiles, not charts
                 image = upscale_for_viewing(image, int(manifest["resolution"]))
             save_png(tmp / "figures" / f"{fname}.png", image)
-        writer = _summaries_writer(tmp / "tensorboard")
+        writer = summaries_writer(tmp / "tensorboard")
         try:
             for name, m in per_class.items():
-                _tb_scalars(writer, f"per_class/{name}", {k: v for k, v in m.items() if k != "memorization"})
+                tb_scalars(writer, f"per_class/{name}", {k: v for k, v in m.items() if k != "memorization"})
                 if "pixels" in m["memorization"]:
-                    _tb_scalars(writer, f"per_class/{name}/memorization",
+                    tb_scalars(writer, f"per_class/{name}/memorization",
                                 {"suspicious_fraction": m["memorization"]["pixels"]["suspicious_fraction"],
                                  "median_ratio": m["memorization"]["pixels"]["median_ratio"]})
-            _tb_scalars(writer, "pooled", pooled)
+            tb_scalars(writer, "pooled", pooled)
             if utility is not None:
                 for setting, r in utility["settings"].items():
-                    _tb_scalars(writer, f"utility/{setting}", {"accuracy": r["accuracy"]})
+                    tb_scalars(writer, f"utility/{setting}", {"accuracy": r["accuracy"]})
             for fname, image in figures.items():
-                _tb_image(writer, fname, image)
+                tb_image(writer, fname, image)
             writer.flush()
         finally:
             writer.close()
@@ -543,7 +416,7 @@ def _utility(data_dir, manifest: dict, judge: Judge, generated: dict[str, np.nda
              config: EvaluationConfig) -> dict[str, Any]:
     """Real train / real+synthetic / synthetic classifiers, tested on the real test split."""
     from classifier.training import ClassifierConfig
-    from tfstylegan.metrics.utility import train_on_synthetic
+    from tfstylegan.apps.evaluation.utility import train_on_synthetic
 
     class_names = [str(c) for c in manifest["class_names"]]
     totals = {s: sum(manifest["split_counts"].get(s, {}).values()) for s in SPLITS}

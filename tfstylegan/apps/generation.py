@@ -23,11 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
+from tfstylegan.networks.synthesis import NOISE_MODES, check_noise_mode
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import image_grid, save_png, to_uint8, to_uint16, upscale_for_viewing
 from tfstylegan.utils.progress import Progress
 
-NOISE_MODES = ("const", "random", "none")
 MAX_SEED = 2 ** 32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 FIGURE_PADDING = 2
 FIGURE_PAD_VALUE = 255
@@ -204,11 +204,6 @@ def load_class_generators(spec: str) -> dict[str, ClassGenerator]:
 
 # --- generation ---------------------------------------------------------------------------------------------
 
-def _check_noise_mode(noise_mode: str) -> None:
-    if noise_mode not in NOISE_MODES:
-        raise UserError(f"--noise_mode must be one of {', '.join(NOISE_MODES)}. Received: {noise_mode!r}")
-
-
 def seeds_to_ws(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0,
                 batch_size: int = 64) -> np.ndarray:
     """ws float32 [N, num_ws, w_dim] of `seeds` (z from `seed_to_z`, the class's label, truncation)."""
@@ -237,7 +232,7 @@ def synthesize(gen: ClassGenerator, ws: np.ndarray, noise_mode: str = "const", n
 
     With `noise_mode='random'` each image gets the stateless noise of (`noise_seed`, its index).
     """
-    _check_noise_mode(noise_mode)
+    check_noise_mode(noise_mode)
     ws = np.asarray(ws, np.float32)
     out = []
     if noise_mode == "random":
@@ -259,7 +254,7 @@ def generate_images(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: f
     Each image depends only on its seed (and psi, noise mode, class), not on the batching:
     z = `seed_to_z`, 'const' noise by default; 'random' noise is seeded by the image's seed.
     """
-    _check_noise_mode(noise_mode)
+    check_noise_mode(noise_mode)
     seeds = list(seeds)
     progress = Progress(len(seeds), desc=desc or f"generate {gen.class_name or ''}".strip(), unit="img",
                         enabled=show_progress)
@@ -460,7 +455,7 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
     `fig4_mosaic_<cls>.png` (all seeds), `style_mixing.png`, `interpolation.png`. Returns a
     summary {class_name, files, interpolation_step_sizes}.
     """
-    _check_noise_mode(noise_mode)
+    check_noise_mode(noise_mode)
     if int(bit_depth) not in (8, 16):
         raise UserError(f"--bit_depth must be 8 or 16. Received: {bit_depth}")
     seeds = list(seeds)

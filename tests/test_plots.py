@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfstylegan.metrics.plots import (SERIES_COLORS, bar_chart_image, colormap, confusion_matrix_image,
+from tfstylegan.apps.plots import (SERIES_COLORS, bar_chart_image, colormap, confusion_matrix_image,
                                       histogram_image)
 
 NAMES = ("meningioma", "glioma", "pituitary")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tfstylegan import generation
+from tfstylegan.apps import generation
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import image_grid, save_png, to_uint8
 
