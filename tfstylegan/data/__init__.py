@@ -3,6 +3,7 @@
 - `classes`: the canonical class names and their indices.
 - `figshare`: the Figshare `.mat` reader (MATLAB v7.3 / v5, folders or zips) and v7.3 writer.
 - `folders`: class-subfolder image datasets (Kaggle layouts).
+- `medical`: DICOM series and NIfTI volumes listed in a labels CSV (hospital data).
 - `phantom`: built-in synthetic T1c slices written in the Figshare layout (no download needed).
 - `preprocess`: crop, percentile normalisation, antialiased resize.
 - `tfrecords`: the Example format and shard writing.

@@ -1,7 +1,8 @@
 """`prepare(...)`: raw source -> prepared dataset (TFRecord shards, manifest, previews).
 
-Steps: detect the source format; read every slice (Figshare `.mat` or class-folder images),
-checking each and naming the file on any problem; preprocess (crop, normalise, resize;
+Steps: detect the source format; read every slice (Figshare `.mat`, class-folder images, or
+DICOM series / NIfTI volumes listed in a labels CSV, `medical.py`), checking each and naming
+the file on any problem; preprocess (crop, normalise, resize;
 `preprocess.py`); split patient-wise; write `<out>/<split>/<class>-*.tfrecord`,
 `manifest.json` and `preview_<class>.png` into a temporary folder renamed to `<out>` only
 when everything succeeded (on any error nothing is written).
@@ -11,7 +12,7 @@ labels. `split=(train, val, test)` fractions are applied per class (each patient
 under the class of most of its slices) to the patients sorted by id and shuffled with
 `seed`, so the split is deterministic and stratified. `fold=k` uses Figshare's
 `cvind.mat` instead: test = fold k, val = fold k+1 (5 -> 1), train = the other folds;
-cvind must itself be patient-separated (checked).
+cvind must itself be patient-separated (checked). A labels CSV gives the patient ids itself.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfstylegan.data import figshare, folders
+from tfstylegan.data import figshare, folders, medical
 from tfstylegan.data.classes import ALL_CLASS_NAMES
 from tfstylegan.data.preprocess import check_settings, preprocess_image, preprocess_mask
 from tfstylegan.data.tfrecords import encode_png, make_example, write_shards
@@ -36,7 +37,7 @@ from tfstylegan.utils.progress import Progress
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-FORMATS = ("auto", "figshare", "folders")
+FORMATS = ("auto", "figshare", "folders", "csv")
 PREVIEW_IMAGES = 16
 
 
@@ -81,8 +82,11 @@ def parse_percentiles(p: str | Sequence[float]) -> tuple[float, float]:
 
 
 def detect_format(source: str, entries: list | None = None) -> str:
-    """'figshare' if the source holds `.mat` files (also inside zips), else 'folders' if it holds
-    class subfolders; `UserError` when it holds neither. `entries`: the source's listed .mat files."""
+    """'csv' if the source is a `.csv` file (a labels CSV), 'figshare' if it holds `.mat` files
+    (also inside zips), else 'folders' if it holds class subfolders; `UserError` when it holds
+    none of these. `entries`: the source's listed .mat files."""
+    if medical.is_labels_csv(source):
+        return "csv"
     entries = figshare.list_mat_entries(source) if entries is None else entries
     if any(e.stem.lower() != "cvind" for e in entries):
         return "figshare"
@@ -91,8 +95,8 @@ def detect_format(source: str, entries: list | None = None) -> str:
     raise UserError(
         f"--source {source} holds no data: no Figshare .mat files (in folders or zips) and no class "
         f"subfolders named like {', '.join(sorted(set(folders.FOLDER_ALIASES)))}. Point --source at "
-        "the Figshare download (folder or zips) or at a folder of class subfolders "
-        "(extract Kaggle zips first).")
+        "the Figshare download (folder or zips), at a folder of class subfolders (extract Kaggle zips "
+        "first), or at a labels .csv listing DICOM series / NIfTI volumes.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,10 +106,10 @@ class _Reader:
     """Collects items; raises on the first bad file unless `skip_bad`, which records it instead."""
 
     def __init__(self, skip_bad: bool, min_size: int, resolution: int, crop_fraction: float,
-                 percentiles: tuple[float, float], bit_depth: int):
+                 percentiles: tuple[float, float], bit_depth: int, square: str = "crop"):
         self.skip_bad = skip_bad
         self.min_size = min_size
-        self.kw = dict(resolution=resolution, crop_fraction=crop_fraction)
+        self.kw = dict(resolution=resolution, crop_fraction=crop_fraction, square=square)
         self.percentiles = percentiles
         self.bit_depth = bit_depth
         self.items: list[_Item] = []
@@ -193,6 +197,44 @@ def _read_folders(source: str, reader: _Reader, progress: bool) -> dict:
                     "cannot be patient-wise for the same patient scanned several times."}
 
 
+def _read_csv(source: str, reader: _Reader, progress: bool, slice_axis: str) -> dict:
+    rows = medical.read_labels(source)
+    kinds: Counter = Counter()
+    seen: dict[str, str] = {}
+    rows_with_mask = 0
+    base = Path(source).parent
+    with Progress(len(rows), desc=f"reading {Path(source).name}", unit="row", enabled=progress) as bar:
+        for line, raw in rows:
+            bar.update()  # counts rows started: reading dominates, preprocessing is quick
+            where = f"{source} line {line}"
+            try:
+                row = medical.parse_row(source, line, raw)
+                kind, slices = medical.read_row(row, slice_axis)
+                try:
+                    rel = row.file.relative_to(base).as_posix()
+                except ValueError:
+                    rel = row.file.as_posix()
+                for k, image, _ in slices:
+                    reader.check_size(image, f"{where}: {row.file} slice {k}")
+                    sid = f"{rel}:{k:04d}"
+                    if sid in seen:
+                        raise UserError(f"{where}: slice {k} of {row.file} is listed twice (also "
+                                        f"{seen[sid]}). Give each slice once: fix the slice ranges.")
+            except UserError as e:
+                reader.bad(where, e)
+                continue
+            for k, image, mask in slices:
+                seen[f"{rel}:{k:04d}"] = where
+                reader.add(image, mask, class_name=row.class_name, patient_id=row.patient_id,
+                           slice_id=f"{rel}:{k:04d}", source=str(row.file))
+            kinds[kind] += 1
+            rows_with_mask += row.mask is not None
+    used = sum(kinds.values())
+    return {"patient_ids_known": True, "has_mask": used > 0 and rows_with_mask == used,
+            "rows": len(rows), "sources": dict(kinds), "rows_with_mask": rows_with_mask,
+            "slice_axis": slice_axis}
+
+
 # ----------------------------------------------------------------------------------------------
 # Splitting.
 
@@ -273,13 +315,14 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, format: str = "au
             split: str | Sequence[float] = (0.8, 0.1, 0.1), fold: int | None = None, seed: int = 0,
             skip_bad: bool = False, percentiles: str | Sequence[float] = (0.5, 99.5),
             shard_size: int = 1024, min_size: int = 64, overwrite: bool = False,
-            progress: bool = True) -> dict:
+            progress: bool = True, square: str = "crop", slice_axis: str = "axial") -> dict:
     """Prepares a dataset from `source` into `out`; returns the manifest (also in `out/manifest.json`).
 
     Args:
-      source: Figshare folder/zips/.mat files (comma-separated allowed) or a folder of class folders.
+      source: Figshare folder/zips/.mat files (comma-separated allowed), a folder of class folders,
+        or a labels `.csv` listing DICOM series / NIfTI volumes (`tfstylegan.data.medical`).
       out: the output folder (must not exist unless `overwrite`).
-      format: 'auto' | 'figshare' | 'folders'.
+      format: 'auto' | 'figshare' | 'folders' | 'csv' ('auto' picks 'csv' for a `.csv` source).
       resolution: output size (power of two; 256 by default, 32 is the study's first stage).
       crop_fraction: fraction cut from each side before resizing (0.25 = 128 px of 512).
       bit_depth: 8 or 16 (PNG depth of the stored images).
@@ -292,12 +335,18 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, format: str = "au
       min_size: images with a side shorter than this are rejected as tiny.
       overwrite: replace an existing `out` (only once the new one is complete).
       progress: print progress lines to stderr.
+      square: how a non-square slice becomes square: 'crop' (central crop of the longer side) or
+        'pad' (pad the shorter side with the background).
+      slice_axis: the axis NIfTI volumes are sliced along: 'axial' | 'coronal' | 'sagittal'.
     Raises:
       UserError: bad settings or bad input (naming the file); nothing is written then.
     """
     source, out = str(source), Path(out)
     pct = parse_percentiles(percentiles)
-    check_settings(int(resolution), crop_fraction, int(bit_depth), pct)
+    check_settings(int(resolution), crop_fraction, int(bit_depth), pct, square)
+    if slice_axis not in medical.SLICE_AXES:
+        raise UserError(f"--slice_axis must be one of {', '.join(medical.SLICE_AXES)}. "
+                        f"Received: slice_axis={slice_axis!r}")
     fractions = parse_split(split)
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}. Received: format={format!r}")
@@ -314,15 +363,20 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, format: str = "au
         if part.strip() and out.resolve() == Path(part.strip()).resolve():
             raise UserError(f"--out {out} is the --source folder; choose a different --out.")
 
-    entries = figshare.list_mat_entries(source) if format != "folders" else []
+    csv_source = format == "csv" or (format == "auto" and medical.is_labels_csv(source))
+    entries = figshare.list_mat_entries(source) if format not in ("folders", "csv") and not csv_source \
+        else []
     fmt = detect_format(source, entries) if format == "auto" else format
-    if fmt == "folders" and fold is not None:
-        raise UserError("--fold needs Figshare data with cvind.mat; folder datasets use --split.")
-    reader = _Reader(skip_bad, int(min_size), int(resolution), float(crop_fraction), pct, int(bit_depth))
+    if fmt in ("folders", "csv") and fold is not None:
+        raise UserError(f"--fold needs Figshare data with cvind.mat; {fmt} datasets use --split.")
+    reader = _Reader(skip_bad, int(min_size), int(resolution), float(crop_fraction), pct, int(bit_depth),
+                     square)
     cvind_name = None
     if fmt == "figshare":
         _, info = _read_figshare(entries, reader, progress)
         cvind_name = info["cvind"]
+    elif fmt == "csv":
+        info = _read_csv(source, reader, progress, slice_axis)
     else:
         info = _read_folders(source, reader, progress)
     items = reader.items
@@ -349,6 +403,7 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, format: str = "au
                 "bit_depth": int(bit_depth), "split": list(fractions) if fold is None else None,
                 "fold": None if fold is None else int(fold), "seed": int(seed), "skip_bad": bool(skip_bad),
                 "percentiles": list(pct), "shard_size": int(shard_size), "min_size": int(min_size),
+                "square": square,
                 "resize_filter": "PIL LANCZOS (float, antialiased); masks BOX + threshold 0.5"}
     manifest = {
         "format_version": FORMAT_VERSION,
