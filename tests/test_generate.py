@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstylegan.apps import generation
+from tfstylegan.apps import figures, generation
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
 from _checkpoints import save_tiny
@@ -66,7 +66,7 @@ def test_parse_checkpoint_spec():
 def test_interpolation_ws_is_a_fixed_step_walk():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 6, 32)).astype(np.float32)
-    ws, step = generation.interpolation_ws(a, b, 5)
+    ws, step = figures.interpolation_ws(a, b, 5)
     assert ws.shape == (5, 6, 32)
     np.testing.assert_allclose(ws[0], a, atol=1e-6)
     np.testing.assert_allclose(ws[-1], b, atol=1e-6)
@@ -74,13 +74,13 @@ def test_interpolation_ws_is_a_fixed_step_walk():
     np.testing.assert_allclose(steps, step, rtol=1e-5)
     np.testing.assert_allclose(step * 4, np.linalg.norm(b[0] - a[0]), rtol=1e-5)
     with pytest.raises(UserError):
-        generation.interpolation_ws(a, b, 1)
+        figures.interpolation_ws(a, b, 1)
 
 
 def test_side_by_side_puts_mask_right_of_image():
     x = np.zeros((1, 2, 2, 2), np.float32)
     x[..., 1] = 1.0
-    out = generation.side_by_side(x)
+    out = figures.side_by_side(x)
     assert out.shape == (1, 2, 4, 1)
     np.testing.assert_array_equal(out[0, :, :2, 0], 0)
     np.testing.assert_array_equal(out[0, :, 2:, 0], 1)
@@ -123,8 +123,8 @@ def test_conditional_class_selection(assets):
 def test_style_mixing_with_all_layers_gives_the_column_images(assets):
     gen = generation.load_class_generator(assets["glioma"])
     num_ws = gen.G.num_ws
-    fig = generation.style_mixing_figure(gen, [0, 1], [2, 3, 4], col_styles=range(num_ws))
-    h = w = 16 + generation.FIGURE_PADDING
+    fig = figures.style_mixing_figure(gen, [0, 1], [2, 3, 4], col_styles=range(num_ws))
+    h = w = 16 + figures.FIGURE_PADDING
     assert fig.shape == (3 * h - 2, 4 * w - 2, 1)
     top = [fig[0:16, c * w:c * w + 16] for c in range(1, 4)]
     for r in (1, 2):
@@ -170,7 +170,7 @@ def test_launcher_figures_with_masks(assets, tmp_path):
     for name in ("seed0000.png", "seed0000_mask.png", "fig2_real_vs_generated_glioma.png",
                  "fig3_grid3x3_glioma.png", "fig4_mosaic_glioma.png", "style_mixing.png", "interpolation.png"):
         assert name in names
-    tile_w = 2 * 16 + generation.FIGURE_PADDING  # image and mask side by side
+    tile_w = 2 * 16 + figures.FIGURE_PADDING  # image and mask side by side
     k = 128 // 16  # figures of 16-px slices are upscaled 8x (nearest) for viewing
     fig3 = np.asarray(Image.open(out / "fig3_grid3x3_glioma.png"))
     assert fig3.shape == (k * (3 * 18 - 2), k * (3 * tile_w - 2))

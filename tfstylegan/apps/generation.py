@@ -1,4 +1,4 @@
-"""Generating images from trained generators: seeds, PNGs, the study's figures, style mixing, interpolation.
+"""Generating images from trained generators: seeds, the seed -> image convention, PNGs.
 
 A seed means the same image everywhere: z = `np.random.RandomState(seed).randn(1, z_dim)`
 (`seed_to_z`, the official tools' convention), noise 'const' by default, and the 8-bit
@@ -9,13 +9,12 @@ conditional checkpoint with the class's one-hot label. `load_class_generators` t
 launchers' `--checkpoint` value (`PATH` or `cls=PATH,cls=PATH`) into them.
 
 Models trained with masks (`img_channels == 2`) output the image in channel 0 and the tumor
-mask in channel 1; figures show the mask beside each image (`side_by_side`).
+mask in channel 1. The study's figures are in `tfstylegan.apps.figures`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from pathlib import Path
@@ -25,12 +24,10 @@ import numpy as np
 
 from tfstylegan.networks.synthesis import NOISE_MODES, check_noise_mode
 from tfstylegan.utils.errors import UserError
-from tfstylegan.utils.images import image_grid, save_png, to_uint8, to_uint16, upscale_for_viewing
+from tfstylegan.utils.images import save_png, to_uint8, to_uint16, upscale_for_viewing
 from tfstylegan.utils.progress import Progress
 
 MAX_SEED = 2 ** 32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
-FIGURE_PADDING = 2
-FIGURE_PAD_VALUE = 255
 
 
 # --- seeds ---------------------------------------------------------------------------------------------------
@@ -310,138 +307,7 @@ def save_images(out_dir: str | os.PathLike, seeds: Sequence[int], images: np.nda
     return paths
 
 
-# --- figures ------------------------------------------------------------------------------------------------
-
-def side_by_side(images: np.ndarray) -> np.ndarray:
-    """[N, H, W, C] -> [N, H, C*W, 1]: each channel (image, then mask) next to the other."""
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"side_by_side expects [N, H, W, C]. Received: shape={images.shape}")
-    n, h, w, c = images.shape
-    return np.transpose(images, (0, 1, 3, 2)).reshape(n, h, c * w, 1) if c > 1 else images
-
-
-def figure_grid(images: np.ndarray, grid_w: int | None = None) -> np.ndarray:
-    """float images [N, H, W, C] (masks beside images) -> a padded uint8 grid [rows*H', cols*W', 1]."""
-    tiles = side_by_side(to_uint8(images))
-    return image_grid(tiles, grid_w=grid_w, padding=FIGURE_PADDING, pad_value=FIGURE_PAD_VALUE)
-
-
-def grid3x3_figure(images: np.ndarray) -> np.ndarray:
-    """Fig. 3: the first 9 images as a 3x3 grid (fewer if fewer given)."""
-    images = np.asarray(images)[:9]
-    return figure_grid(images, grid_w=min(3, len(images)))
-
-
-def mosaic_figure(images: np.ndarray, grid_w: int | None = None) -> np.ndarray:
-    """Fig. 4: all images as one mosaic (default width ceil(sqrt(4N/3)), landscape like 20x15 for 300)."""
-    images = np.asarray(images)
-    if grid_w is None:
-        grid_w = max(1, math.ceil(math.sqrt(len(images) * 4 / 3)))
-    return figure_grid(images, grid_w=min(grid_w, len(images)))
-
-
-def real_vs_generated_figure(generated: np.ndarray, real: np.ndarray, num: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """Fig. 2: top row generated, bottom row each one's nearest real (training) image in pixel space.
-
-    Args:
-      generated: [Ng, H, W, C] float in [-1, 1]; the first `num` are shown.
-      real: [Nr, H, W, C] real images, same size (the mask channel, if any, is ignored for matching).
-    Returns:
-      (uint8 figure [2*H', num*W', 1], nearest real indices int64 [num]).
-    """
-    from tfstylegan.metrics.memorization import nearest_neighbours
-
-    generated, real = np.asarray(generated), np.asarray(real)
-    if len(real) == 0:
-        raise UserError("Fig. 2 needs real images of the class; the dataset has none in the chosen split.")
-    if generated.shape[1:] != real.shape[1:]:
-        raise UserError(f"Real images {real.shape[1:]} and generated images {generated.shape[1:]} differ in "
-                        "size or channels; pass the --data the model was trained on.")
-    gen = generated[:max(1, int(num))]
-    idx, _ = nearest_neighbours(image_channel(gen), image_channel(real))
-    rows = np.concatenate([gen, real[idx]])
-    return figure_grid(rows, grid_w=len(gen)), idx
-
-
-def style_mixing_figure(gen: ClassGenerator, row_seeds: Sequence[int], col_seeds: Sequence[int],
-                        col_styles: Sequence[int] | None = None, truncation_psi: float = 1.0,
-                        noise_mode: str = "const") -> np.ndarray:
-    """Style mixing (StyleGAN's Fig. 3): cell (r, c) takes row seed r's ws with `col_styles` from column seed c.
-
-    The top row shows the column seeds' images, the left column the row seeds' images, the
-    top-left cell is blank. `col_styles` defaults to the coarse half of the ws
-    (`range(num_ws // 2)`). Returns uint8 [(R+1)*H', (C+1)*W', 1].
-    """
-    num_ws = int(gen.G.num_ws)
-    if col_styles is None:
-        col_styles = list(range(max(1, num_ws // 2)))
-    col_styles = list(col_styles)
-    if any(not 0 <= s < num_ws for s in col_styles):
-        raise UserError(f"Style-mixing layers must lie in [0, {num_ws - 1}]. Received: {col_styles}")
-    row_seeds, col_seeds = list(row_seeds), list(col_seeds)
-    if not row_seeds or not col_seeds:
-        raise UserError("Style mixing needs at least one row seed and one column seed.")
-    row_ws = seeds_to_ws(gen, row_seeds, truncation_psi)  # [R, num_ws, w_dim]
-    col_ws = seeds_to_ws(gen, col_seeds, truncation_psi)  # [C, num_ws, w_dim]
-    mixed = np.repeat(row_ws[:, None], len(col_seeds), axis=1)  # [R, C, num_ws, w_dim]
-    mixed[:, :, col_styles] = col_ws[None, :, col_styles]
-    row_img = synthesize(gen, row_ws, noise_mode)
-    col_img = synthesize(gen, col_ws, noise_mode)
-    mix_img = synthesize(gen, mixed.reshape((-1,) + row_ws.shape[1:]), noise_mode)
-    blank = np.full_like(row_img[:1], -1.0)
-    cells = [blank, col_img]
-    for r in range(len(row_seeds)):
-        cells += [row_img[r:r + 1], mix_img[r * len(col_seeds):(r + 1) * len(col_seeds)]]
-    return figure_grid(np.concatenate(cells), grid_w=len(col_seeds) + 1)
-
-
-def interpolation_ws(ws_a: np.ndarray, ws_b: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
-    """A fixed-step walk in W from ws_a to ws_b: `steps` points (both ends included), equally spaced.
-
-    ws_a, ws_b: [num_ws, w_dim]. Returns (ws [steps, num_ws, w_dim], the W distance of one step).
-    Equal steps in W give equal-sized image changes for a path-length-regularised generator,
-    the property the study relies on.
-    """
-    steps = int(steps)
-    if steps < 2:
-        raise UserError(f"--interp_steps must be >= 2 (both end points). Received: {steps}")
-    t = np.linspace(0.0, 1.0, steps, dtype=np.float64)[:, None, None]
-    ws = (ws_a[None].astype(np.float64) * (1 - t) + ws_b[None].astype(np.float64) * t).astype(np.float32)
-    step = float(np.linalg.norm((ws_b[0] - ws_a[0]).astype(np.float64)) / (steps - 1))
-    return ws, step
-
-
-def interpolation_figure(gen: ClassGenerator, seeds: Sequence[int], steps: int = 8,
-                         truncation_psi: float = 1.0, noise_mode: str = "const") -> tuple[np.ndarray, list[float]]:
-    """Rows of fixed-step W walks between consecutive seeds (seed0 -> seed1, seed1 -> seed2, ...).
-
-    Returns (uint8 figure [(len(seeds)-1)*H', steps*W', 1], the W step size of each row).
-    """
-    seeds = list(seeds)
-    if len(seeds) < 2:
-        raise UserError(f"Interpolation needs at least 2 seeds. Received: {seeds}")
-    ws = seeds_to_ws(gen, seeds, truncation_psi)
-    rows, step_sizes = [], []
-    for a, b in zip(ws[:-1], ws[1:]):
-        path, step = interpolation_ws(a, b, steps)
-        rows.append(synthesize(gen, path, noise_mode))
-        step_sizes.append(step)
-    return figure_grid(np.concatenate(rows), grid_w=int(steps)), step_sizes
-
-
 # --- the launcher's work ------------------------------------------------------------------------------------
-
-def real_images_of_class(data_dir: str | os.PathLike, class_name: str, with_mask: bool = False,
-                         split: str = "train") -> np.ndarray:
-    """Real images float32 [N, H, W, 1 or 2] of one class from a prepared dataset's split."""
-    from tfstylegan.data.pipeline import load_arrays, read_manifest
-
-    manifest = read_manifest(data_dir)
-    if class_name not in manifest["class_names"]:
-        raise UserError(f"{data_dir} has no class {class_name!r} (it has {', '.join(manifest['class_names'])}).")
-    return load_arrays(data_dir, split=split, class_name=class_name, with_mask=with_mask and manifest["has_mask"])[0]
-
 
 def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, class_name: str | None = None,
              truncation_psi: float = 1.0, noise_mode: str = "const", bit_depth: int = 8, figures: bool = False,
@@ -455,6 +321,9 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
     `fig4_mosaic_<cls>.png` (all seeds), `style_mixing.png`, `interpolation.png`. Returns a
     summary {class_name, files, interpolation_step_sizes}.
     """
+    from tfstylegan.apps.figures import (grid3x3_figure, interpolation_figure, mosaic_figure,
+                                         real_images_of_class, real_vs_generated_figure, style_mixing_figure)
+
     check_noise_mode(noise_mode)
     if int(bit_depth) not in (8, 16):
         raise UserError(f"--bit_depth must be 8 or 16. Received: {bit_depth}")

@@ -32,6 +32,7 @@ import numpy as np
 from tfstylegan.apps import generation
 from tfstylegan.apps.evaluation.features import InceptionFeatures, Judge
 from tfstylegan.apps.evaluation.report import results_table, summaries_writer, tb_image, tb_scalars
+from tfstylegan.apps.figures import figure_grid
 from tfstylegan.apps.plots import bar_chart_image, confusion_matrix_image, histogram_image
 from tfstylegan.metrics import (closest_pairs_figure, fid_from_features, inception_score, kernel_inception_distance,
                                 memorization_report, perceptual_path_length, precision_recall)
@@ -306,7 +307,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
         m["ppl"] = _ppl(gen, judge, config, show_progress) if config.ppl_samples else None
         per_class[name] = m
         k = min(8, len(fake), len(real))  # top row generated, bottom row real
-        figures[f"real_vs_generated_{name}"] = generation.figure_grid(np.concatenate([fake[:k], real[:k]]), grid_w=k)
+        figures[f"real_vs_generated_{name}"] = figure_grid(np.concatenate([fake[:k], real[:k]]), grid_w=k)
         for key, value in (("real_f", real_f), ("fake_f", fake_f), ("real_p", real_p), ("fake_p", fake_p)):
             pooled_arrays[key].append(value)
 
