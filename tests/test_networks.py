@@ -66,6 +66,14 @@ def test_noise_modes_and_seeded_noise():
     assert np.abs(r1 - r3).max() > 1e-4
     with pytest.raises(ValueError, match="noise_mode"):
         G(z, noise_mode="bogus")
+    # Given noise (one [N, r, r, 1] tensor per layer) replaces the draw: the stored buffers given
+    # explicitly reproduce noise_mode='const'.
+    ws = G.mapping(z)
+    given = [tf.tile(layer.noise_const[None, :, :, None], [2, 1, 1, 1]) for layer in _synthesis_layers(G)]
+    assert [g.shape[1] for g in given] == G.synthesis.noise_resolutions
+    np.testing.assert_allclose(G.synthesis(ws, noise=given).numpy(), a, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="one tensor per synthesis layer"):
+        G.synthesis(ws, noise=given[:-1])
 
 
 def _synthesis_layers(G):

@@ -7,7 +7,9 @@ resolution, skip connections summing the upsampled ToRGB outputs).
 
 Noise: `noise_mode='random'` draws fresh per-pixel noise (stateless from `noise_seed` [2] int32
 if given, so a training step is reproducible), `'const'` uses the stored `noise_const`
-buffers, `'none'` adds nothing.
+buffers, `'none'` adds nothing. With `noise_mode='random'` the caller may instead pass the
+noise itself, `noise=[...]`: one [N, r, r, 1] tensor per SynthesisLayer in layer order
+(`SynthesisNetwork.noise_resolutions`), e.g. to replay another implementation's draws.
 """
 
 from __future__ import annotations
@@ -68,13 +70,20 @@ class SynthesisLayer(keras.layers.Layer):
         self.built = True
 
     def call(self, x, w, noise_mode: str = "random", noise_seed=None, fused_modconv: bool = True,
-             gain: float = 1.0):
-        """x: [N, H, W, in], w: [N, w_dim] -> [N, resolution, resolution, out]."""
+             gain: float = 1.0, noise=None):
+        """x: [N, H, W, in], w: [N, w_dim] -> [N, resolution, resolution, out].
+
+        noise: optional [N, resolution, resolution, 1] unit-variance noise used instead of a fresh
+        draw when noise_mode='random' (scaled by `noise_strength` here).
+        """
         check_noise_mode(noise_mode)
         dtype = self.compute_dtype
         styles = self.affine(w)  # [N, in], float32
-        noise = None
-        if self.use_noise and noise_mode == "random":
+        given, noise = noise, None
+        if self.use_noise and noise_mode == "random" and given is not None:
+            assert_shape(given, [None, self.resolution, self.resolution, 1], "noise")
+            noise = tf.cast(tf.cast(given, tf.float32) * self.noise_strength, dtype)
+        elif self.use_noise and noise_mode == "random":
             shape = [tf.shape(x)[0], self.resolution, self.resolution, 1]
             if noise_seed is not None:
                 seed = tf.random.experimental.stateless_fold_in(noise_seed, self.layer_index)
@@ -188,8 +197,12 @@ class SynthesisBlock(keras.layers.Layer):
                                     resample_filter=self.resample_filter_taps, name="skip", dtype=policy)
         self.built = True
 
-    def call(self, x, img, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool = True):
-        """x: [N, r/2, r/2, in] or None, img: [N, r/2, r/2, C] or None, ws: [N, num_conv + num_torgb, w_dim]."""
+    def call(self, x, img, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool = True,
+             noise=None):
+        """x: [N, r/2, r/2, in] or None, img: [N, r/2, r/2, C] or None, ws: [N, num_conv + num_torgb, w_dim].
+
+        noise: None or `num_conv` per-layer noise tensors [N, r, r, 1] (conv0 first).
+        """
         dtype = self.compute_dtype
         if dtype == "float16":
             # As stylegan2-ada-pytorch: fuse only in float32 (TF has no float16 gradient for grouped
@@ -203,16 +216,17 @@ class SynthesisBlock(keras.layers.Layer):
             assert_shape(x, [None, self.resolution // 2, self.resolution // 2, self.in_channels], "x")
             x = tf.cast(x, dtype)
         layer_kw = dict(noise_mode=noise_mode, noise_seed=noise_seed, fused_modconv=fused_modconv)
+        noise = [None] * self.num_conv if noise is None else list(noise)
         if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), **layer_kw)
+            x = self.conv1(x, next(w_iter), noise=noise[0], **layer_kw)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=_SQRT_HALF)
-            x = self.conv0(x, next(w_iter), **layer_kw)
-            x = self.conv1(x, next(w_iter), gain=_SQRT_HALF, **layer_kw)
+            x = self.conv0(x, next(w_iter), noise=noise[0], **layer_kw)
+            x = self.conv1(x, next(w_iter), gain=_SQRT_HALF, noise=noise[1], **layer_kw)
             x = y + x
         else:
-            x = self.conv0(x, next(w_iter), **layer_kw)
-            x = self.conv1(x, next(w_iter), **layer_kw)
+            x = self.conv0(x, next(w_iter), noise=noise[0], **layer_kw)
+            x = self.conv1(x, next(w_iter), noise=noise[1], **layer_kw)
         if img is not None:
             assert_shape(img, [None, self.resolution // 2, self.resolution // 2, self.img_channels], "img")
             img = _upfirdn2d.upsample2d(img, self.resample_filter)
@@ -262,19 +276,35 @@ class SynthesisNetwork(keras.layers.Layer):
         assert self.num_ws == config.num_ws, (self.num_ws, config.num_ws)
         self.built = True
 
-    def call(self, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool | None = None):
+    @property
+    def noise_resolutions(self) -> list[int]:
+        """Resolution of each SynthesisLayer's noise input, in layer order (b4.conv1, b8.conv0, ...)."""
+        return [block.resolution for block in self.blocks for _ in range(block.num_conv)]
+
+    def call(self, ws, noise_mode: str = "random", noise_seed=None, fused_modconv: bool | None = None,
+             noise=None):
+        """ws [N, num_ws, w_dim] -> img [N, R, R, C].
+
+        noise: None (draw, from `noise_seed` if given) or, with noise_mode='random', a list of
+        unit-variance noise tensors [N, r, r, 1], one per layer at `noise_resolutions`.
+        """
         check_noise_mode(noise_mode)
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         ws = tf.cast(ws, tf.float32)
         if fused_modconv is None:
             fused_modconv = self.config.fused_modconv
+        if noise is not None and len(noise) != len(self.noise_resolutions):
+            raise ValueError(f"noise must hold one tensor per synthesis layer ({len(self.noise_resolutions)}, at "
+                             f"resolutions {self.noise_resolutions}). Received: {len(noise)} tensors")
         x = img = None
-        w_idx = 0
+        w_idx = layer_idx = 0
         for block in self.blocks:
             block_ws = ws[:, w_idx:w_idx + block.num_conv + block.num_torgb]
             w_idx += block.num_conv
+            block_noise = None if noise is None else noise[layer_idx:layer_idx + block.num_conv]
+            layer_idx += block.num_conv
             x, img = block(x, img, block_ws, noise_mode=noise_mode, noise_seed=noise_seed,
-                           fused_modconv=fused_modconv)
+                           fused_modconv=fused_modconv, noise=block_noise)
         return img
 
     def get_config(self):
