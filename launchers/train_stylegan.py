@@ -51,7 +51,7 @@ def main(argv):
     from pathlib import Path
 
     from tfstylegan.training.run_dirs import next_run_dir, run_description
-    from tfstylegan.training.training_loop import train
+    from tfstylegan.training.loop import train
     from tfstylegan.utils.errors import UserError
 
     if not _DATA.value:
@@ -66,7 +66,7 @@ def main(argv):
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # Validate the data and class choice before making a run folder.
     from tfstylegan.data.pipeline import read_manifest
-    from tfstylegan.training.training_loop import class_layout
+    from tfstylegan.data.classes import class_layout
 
     class_layout(read_manifest(_DATA.value), _DATA.value, _CLASS.value, _COND.value)
     desc = run_description(_PRESET.value, _CLASS.value, _COND.value, _MASK.value, overrides.get("batch_size"),

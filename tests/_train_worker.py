@@ -42,7 +42,7 @@ def main():
 
         checkpoint_management.update_checkpoint_state_internal = killing_update
 
-    from tfstylegan.training.training_loop import train
+    from tfstylegan.training.loop import train
 
     arrays = {}
 
@@ -65,7 +65,7 @@ def make_tiny_dataset(root) -> str:
     from tfstylegan.data.prepare import prepare
 
     root = os.fspath(root)
-    write_phantom_dataset(os.path.join(root, "src"), num_patients_per_class=3, slices_per_patient=2, size=64,
+    write_phantom_dataset(os.path.join(root, "src"), num_patients_per_class=4, slices_per_patient=2, size=64,
                           progress=False)
     prepare(os.path.join(root, "src"), os.path.join(root, "data16"), resolution=16, split=(0.6, 0.2, 0.2),
             progress=False)

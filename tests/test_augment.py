@@ -5,7 +5,9 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from tfstylegan.augment import AdaController, AugmentPipe, random_normal, random_uniform, resample
+from tfstylegan.augment import AdaController, AugmentPipe
+from tfstylegan.ops.grid_sample import resample
+from tfstylegan.ops.random import random_normal, random_uniform
 from tfstylegan.utils.errors import UserError
 
 SEED = tf.constant([7, 11], tf.int32)

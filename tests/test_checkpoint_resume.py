@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _train_worker import make_tiny_dataset
 from tfstylegan.training import checkpoint as ckpt_lib
 
 WORKER = str(Path(__file__).with_name("_train_worker.py"))
@@ -28,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def data16(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("resume_data"))
+def data16(phantom_data):
+    return str(phantom_data)
 
 
 def _env(**extra):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfstylegan.apps.evaluation import features, run as evaluation
-from tfstylegan.config import get_preset
+from tfstylegan.apps.evaluation import features
+from tfstylegan.apps.evaluation import run as evaluation
 from tfstylegan.utils.errors import UserError
 
 SIZE = 75
@@ -72,33 +72,14 @@ def test_missing_or_incompatible_file_is_a_user_error(backbone, tmp_path):
     assert len(str(info.value)) < 600  # Keras' reason in one line, not its list of every unloaded layer
 
 
-def _save_tiny_generator(out, class_name):
-    from tfstylegan.networks import Discriminator, Generator
-    from tfstylegan.training.checkpoint import save_networks
-
-    preset = get_preset("tiny")
-    G, D, G_ema = (Generator(preset.generator, name="G"), Discriminator(preset.discriminator, name="D"),
-                   Generator(preset.generator, name="G_ema"))
-    info = {"preset": preset.to_dict(), "class_names": [class_name], "class_name": class_name,
-            "conditional": False, "with_mask": False, "data": None, "options": {}}
-    return save_networks(out, info, G, D, G_ema)
-
-
 @pytest.mark.slow
-def test_evaluate_writes_inception_metrics(backbone, tmp_path):
-    from classifier.model import build_classifier, save_classifier
-    from tfstylegan.data.phantom import write_phantom_dataset
-    from tfstylegan.data.prepare import prepare
-
-    write_phantom_dataset(tmp_path / "raw", num_patients_per_class=6, slices_per_patient=2, size=64, progress=False)
-    prepare(tmp_path / "raw", tmp_path / "data", resolution=16, progress=False)
-    judge = build_classifier(["meningioma", "glioma", "pituitary"], input_size=SIZE, freeze_batchnorm=False)
-    save_classifier(judge, tmp_path / "judge.keras")
-    spec = ",".join(f"{c}={_save_tiny_generator(tmp_path / c, c)}" for c in ("meningioma", "glioma"))
+def test_evaluate_writes_inception_metrics(backbone, phantom_data, tiny_checkpoints, tiny_judge, tmp_path):
+    data, judge = phantom_data, tiny_judge  # the judge's 75 px is SIZE
+    spec = ",".join(f"{c}={tiny_checkpoints[c]}" for c in ("meningioma", "glioma"))
     config = evaluation.EvaluationConfig(num_images=10, is_splits=2, kid_subsets=5, ppl_samples=0, batch_size=16,
                                          inception_size=SIZE)
     out = tmp_path / "eval"
-    evaluation.evaluate(spec, tmp_path / "judge.keras", tmp_path / "data", out, config,
+    evaluation.evaluate(spec, judge, data, out, config,
                         inception_weights=backbone["legacy_h5"], show_progress=False)
 
     saved = json.loads((out / "results.json").read_text())
@@ -118,13 +99,13 @@ def test_evaluate_writes_inception_metrics(backbone, tmp_path):
     gen = generation.load_class_generators(spec)["glioma"]
     fake = generation.image_channel(generation.generate_images(gen, list(range(10)), 1.0, "const", batch_size=16,
                                                                show_progress=False))
-    real, _ = evaluation.real_sample(tmp_path / "data", read_manifest(tmp_path / "data"), "glioma", 10, "test")
+    real, _ = evaluation.real_sample(data, read_manifest(data), "glioma", 10, "test")
     inception = features.InceptionFeatures(backbone["weights_h5"], size=SIZE)
     expected = evaluation.distribution_metrics(inception(real), inception(fake), config)
     assert saved["per_class"]["glioma"]["inception"]["fid"] == pytest.approx(expected["fid"], rel=1e-3, abs=1e-3)
 
     # one class: 'pooled' is that class, the ImageNet-feature metrics included
-    one = evaluation.evaluate(spec.split(",")[1], tmp_path / "judge.keras", tmp_path / "data", tmp_path / "eval1",
+    one = evaluation.evaluate(spec.split(",")[1], judge, data, tmp_path / "eval1",
                               config, inception_weights=backbone["weights_h5"], show_progress=False)
     assert list(one["per_class"]) == ["glioma"]
     assert one["pooled"]["inception"] == one["per_class"]["glioma"]["inception"]

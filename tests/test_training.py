@@ -15,22 +15,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _train_worker import make_tiny_dataset
-from tfstylegan.losses import style_mix
+from tfstylegan.config import resolve_preset
+from tfstylegan.data.classes import class_layout
 from tfstylegan.data.pipeline import read_manifest
+from tfstylegan.data.stream import RealImageStream
+from tfstylegan.losses import style_mix
+from tfstylegan.networks import build_networks
 from tfstylegan.training import checkpoint as ckpt_lib
 from tfstylegan.training.distribute import get_strategy
-from tfstylegan.training.training_loop import (RealImageStream, Trainer, class_layout, ema_beta,
-                                               lazy_adam_hparams, make_optimizer, resolve_preset,
-                                               train)
+from tfstylegan.training.loop import train
+from tfstylegan.training.trainer import build_trainer, ema_beta, lazy_adam_hparams, make_optimizer
 from tfstylegan.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def data16(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("train_data"))
+def data16(phantom_data):
+    return str(phantom_data)
 
 
 def _trainer(data, strategy=None, class_name="glioma", conditional=False, with_mask=False, d_changes=None,
@@ -41,12 +43,7 @@ def _trainer(data, strategy=None, class_name="glioma", conditional=False, with_m
     if d_changes:
         preset = dataclasses.replace(preset, discriminator=preset.discriminator.replace(**d_changes))
     keras.utils.set_random_seed(0)
-    policy = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("mixed_float16" if preset.train.mixed_precision else "float32")
-    try:
-        return Trainer(preset, layout, strategy or tf.distribute.get_strategy())
-    finally:
-        keras.mixed_precision.set_dtype_policy(policy)
+    return build_trainer(preset, layout, strategy or tf.distribute.get_strategy())
 
 
 def _weights(trainer, nets=("G", "D", "G_ema")):
@@ -279,7 +276,7 @@ def test_resume_from_networks_only_checkpoint_starts_at_kimg_zero(data16, tmp_pa
     manifest = read_manifest(data16)
     layout = class_layout(manifest, data16, "glioma", False)
     preset = resolve_preset("tiny", manifest, layout, False)
-    G, D, G_ema = ckpt_lib.build_networks({"preset": preset.to_dict()})
+    G, D, G_ema = build_networks(preset)
     ckpt_lib.save_networks(tmp_path / "pretrained", {"preset": preset.to_dict(), "class_names": ["glioma"]},
                            G, D, G_ema)
     run = tmp_path / "run"

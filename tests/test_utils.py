@@ -96,4 +96,11 @@ def test_presets_round_trip_and_validate():
         get_preset("huge")
     with pytest.raises(UserError, match="aug"):
         TrainConfig(aug="sometimes")
-    assert TrainConfig().lazy_c(16) == pytest.approx(16 / 17)
+
+
+def test_discriminator_config_refuses_the_skip_architecture_it_cannot_build():
+    from tfstylegan.config import DiscriminatorConfig
+
+    assert DiscriminatorConfig(architecture="orig").architecture == "orig"
+    with pytest.raises(UserError, match="architecture must be orig\\|resnet"):
+        DiscriminatorConfig(architecture="skip")

@@ -1,66 +1,22 @@
 """Adaptive discriminator augmentation (ADA) for grayscale / mask-carrying images.
 
-A TensorFlow port of the 'bgc' pipeline of stylegan2-ada-pytorch `training/augment.py`
-(Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data"), minus
-the ops that need colour (luma flip, hue, saturation) and the image-space filtering and
-corruptions that 'bgc' does not use:
-
-    pixel blitting   xflip, rotate90, xint (integer translation, max 0.125 of the size)
-    geometric        scale (log2 std 0.2), pre-rotate, aniso (log2 std 0.2), post-rotate,
-                     xfrac (fractional translation, std 0.125 of the size)
-    colour           brightness (std 0.2), contrast (log2 std 0.5)
-
-Each op fires per sample with probability `p * multiplier`; the two rotations each fire
-with `1 - sqrt(1 - p)` so that P(any rotation) = p, exactly as ADA.
-
-How the geometric ops are executed (and how this differs from ADA):
-- All geometric ops compose into one inverse 3x3 matrix per sample, `G_inv`, which maps an
-  output pixel centre (pixel units, origin at the image centre, x right, y down) to the input
-  position it reads; then ONE bilinear resampling pass executes it.
-- Out-of-image reads are reflected (numpy/torch 'reflect': no repeated edge pixel),
-  periodically, so any transform reads valid pixels. ADA reflect-pads by a data-dependent
-  margin (clamped to one image size) and zero-fills beyond; data-dependent shapes cannot be
-  compiled by XLA, and the periodic reflection equals ADA's padding wherever ADA has data.
-- ADA upsamples 2x with a sym6 wavelet, samples, and downsamples (anti-aliasing). We sample
-  bilinearly at the output resolution with no low-pass filter: it keeps the op self-contained
-  (no upfirdn2d), 4x cheaper, and it makes the pixel-blitting ops *exact* (an integer
-  translation, a flip or a 90-degree turn reads pixels with weights exactly 1 and 0, so it
-  permutes values bit for bit). The cost is mild aliasing when a sample is shrunk (scale
-  < 1); augmentations are applied to reals and fakes alike and never leak at p < ~0.8
-  (ADA paper section 2), so this trades a little fidelity of the augmented views for speed.
-- Bilinear resampling is `tf.gather` of the four neighbours times fixed weights. It is linear
-  in the images, so its gradient is a scatter-add and the gradient of that a gather again:
-  differentiable to any order and XLA-compilable. `ImageProjectiveTransformV3` (what
-  `tf.raw_ops`/`keras.ops.image.affine_transform` use on TF) was checked on TF 2.21: it has
-  no XLA kernel ("Detected unsupported operations ... ImageProjectiveTransformV3"), and its
-  registered gradient applies the inverse transform, which is not the adjoint of bilinear
-  sampling (<f(x), v> = 9.45 vs <x, grad> = 14.45 on a random shear), so it is not used.
-
-Channels: geometric ops move every channel identically. Colour ops apply to
-`color_channels` channels; by default channel 0 only when the image has 2 channels
-(MRI + tumour mask: the mask is moved, never recoloured) and all channels otherwise.
-
-Randomness is stateless: `pipe(images, seed)` with an int32/int64 [2] seed is a pure function
-of (images, p, seed); with `seed=None` a seed is drawn from `pipe.generator`, a
-`tf.random.Generator` that a `tf.train.Checkpoint` saves with the pipe. The per-sample numbers
-come from an integer hash (see `random_uniform`), not from TF's stateless ops, because those
-return different numbers under XLA: with the hash, a step compiled with `jit_compile=True`
-augments exactly like the same step run eagerly (up to float rounding of cos/log/exp2).
-Under tf.distribute pass an explicit per-replica seed (e.g. fold the replica id into the step's
-seed) rather than relying on `pipe.generator` inside `strategy.run`.
-
-Cost: one gather of 4 neighbours per output pixel and channel, executed whenever p > 0
-(samples whose transform is the identity are passed through with `tf.where`, so p = 0 is the
-exact identity).
+A TensorFlow port of the 'bgc' pipeline of stylegan2-ada-pytorch `training/augment.py` (Karras et
+al. 2020): `AugmentPipe` (pixel blitting, geometric and colour ops, one composed inverse matrix per
+sample executed by `tfstylegan.ops.grid_sample.resample`) and `AdaController` (p from the sign of
+D on reals). Randomness is stateless (`tfstylegan.ops.random`): `pipe(images, seed)` is a pure
+function of (images, p, seed), identical eagerly and under XLA. The design and how it differs from
+ADA: docs/AUGMENT.md.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import tensorflow as tf
 
+from tfstylegan.ops.grid_sample import resample
+from tfstylegan.ops.random import random_normal, random_uniform
 from tfstylegan.utils.errors import UserError
 
 # Probability multipliers of named pipelines (stylegan2-ada-pytorch train.py augpipe_specs,
@@ -84,65 +40,6 @@ _NUM_NORMAL = 6
 
 
 # ---------------------------------------------------------------------------------------------
-# Counter-based random numbers. TF's stateless ops (Philox included) give different numbers under
-# XLA than in the CPU kernels (measured on TF 2.21), so a compiled train step would augment
-# differently from the same step run eagerly. These come from a 32-bit integer hash (lowbias32,
-# Wellons' hash-prospector) of (seed, sample, column) in int64 arithmetic, which is exact in
-# both; the number for sample i does not depend on the batch size.
-
-_MASK32 = 0xFFFFFFFF
-_GOLDEN = 0x9E3779B9
-
-
-def _c(value: int) -> tf.Tensor:
-    return tf.constant(value, tf.int64)
-
-
-def _mulmod32(x: tf.Tensor, k: int) -> tf.Tensor:
-    """(x * k) mod 2^32 for 0 <= x < 2^32, with every product below 2^49 (no int64 overflow)."""
-    lo = x * _c(k & 0xFFFF)
-    hi = tf.bitwise.left_shift(tf.bitwise.bitwise_and(x * _c(k >> 16), _c(0xFFFF)), _c(16))
-    return tf.bitwise.bitwise_and(lo + hi, _c(_MASK32))
-
-
-def _mix32(x: tf.Tensor) -> tf.Tensor:
-    """lowbias32 integer hash of int64 values in [0, 2^32)."""
-    def xorshift(v, s):
-        return tf.bitwise.bitwise_xor(v, tf.bitwise.right_shift(v, _c(s)))
-    return xorshift(_mulmod32(xorshift(_mulmod32(xorshift(x, 16), 0x7FEB352D), 15), 0x846CA68B), 16)
-
-
-def _random_bits(seed: tf.Tensor, batch_size, columns: int, stream: int) -> tf.Tensor:
-    """[N, columns] int64 hash values in [0, 2^32) for `seed` (int [2]) and a stream id."""
-    seed = tf.cast(tf.reshape(seed, [2]), tf.int64)
-    words = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(seed[i], _c(shift)), _c(_MASK32))
-             for i in (0, 1) for shift in (0, 32)]
-    key = _c(_GOLDEN * (stream + 1) & _MASK32)
-    for word in words:
-        key = _mix32(tf.bitwise.bitwise_xor(key, word))
-    counter = tf.reshape(tf.range(tf.cast(batch_size, tf.int64) * columns, dtype=tf.int64), [-1, columns])
-    bits = _mix32(tf.bitwise.bitwise_and(counter + key, _c(_MASK32)))
-    return _mix32(tf.bitwise.bitwise_xor(bits, _mix32(tf.bitwise.bitwise_and(key + _c(_GOLDEN), _c(_MASK32)))))
-
-
-def _to_unit(bits: tf.Tensor, offset: float = 0.0) -> tf.Tensor:
-    """Top 24 bits as float32 (bits + offset) / 2^24: exact, in [0, 1) for offset 0, (0, 1] for 1."""
-    return (tf.cast(tf.bitwise.right_shift(bits, _c(8)), tf.float32) + offset) * (2.0 ** -24)
-
-
-def random_uniform(seed: tf.Tensor, batch_size, columns: int) -> tf.Tensor:
-    """[N, columns] float32 uniform in [0, 1), identical eagerly and under XLA."""
-    return _to_unit(_random_bits(seed, batch_size, columns, stream=0))
-
-
-def random_normal(seed: tf.Tensor, batch_size, columns: int) -> tf.Tensor:
-    """[N, columns] float32 standard normal (Box-Muller); eager and XLA agree to float rounding."""
-    u1 = _to_unit(_random_bits(seed, batch_size, columns, stream=1), offset=1.0)  # (0, 1]: log is finite
-    u2 = _to_unit(_random_bits(seed, batch_size, columns, stream=2))
-    return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(2.0 * math.pi * u2)
-
-
-# ---------------------------------------------------------------------------------------------
 # Transformation matrices (ADA's helpers, batched).
 
 def _matrix(rows: list[list[tf.Tensor | float]], batch_size: tf.Tensor) -> tf.Tensor:
@@ -162,52 +59,6 @@ def _scale(sx, sy, n):
 def _rotate(cos, sin, n):
     """Rotation by theta (x right, y down) given cos(theta) and sin(theta)."""
     return _matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], n)
-
-
-def _reflect(i: tf.Tensor, size: int) -> tf.Tensor:
-    """Integer pixel indices folded into [0, size) by periodic 'reflect' (edge not repeated)."""
-    if size == 1:
-        return tf.zeros_like(i)
-    period = 2 * (size - 1)
-    i = tf.math.floormod(i, period)
-    return tf.where(i >= size, period - i, i)
-
-
-def resample(images: tf.Tensor, g_inv: tf.Tensor) -> tf.Tensor:
-    """Bilinear resampling of `images` by the inverse transforms `g_inv`, reflecting at the borders.
-
-    Output pixel (row i, column j) sits at x = j - (W - 1) / 2, y = i - (H - 1) / 2 (pixel units,
-    origin at the image centre); it reads the input at `g_inv @ [x, y, 1]` in the same frame.
-    Linear in `images`; differentiable to any order w.r.t. them (not w.r.t. `g_inv`).
-
-    Args:
-      images: [N, H, W, C] float.
-      g_inv: [N, 3, 3] float32, affine (last row [0, 0, 1]).
-    Returns:
-      [N, H, W, C], same dtype as `images`.
-    """
-    n, h, w, c = images.shape
-    n = tf.shape(images)[0] if n is None else n
-    if h is None or w is None or c is None:
-        raise ValueError(f"resample: height, width and channels must be static. Received: shape={images.shape}")
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32) - cy, tf.range(w, dtype=tf.float32) - cx, indexing="ij")
-    grid = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1]), tf.ones([h * w])], axis=0)  # [3, H*W]
-    src = tf.einsum("nij,jk->nik", tf.cast(g_inv, tf.float32), grid)  # [N, 3, H*W]
-    x, y = src[:, 0] + cx, src[:, 1] + cy  # input pixel coordinates, [N, H*W]
-    x0, y0 = tf.floor(x), tf.floor(y)
-    fx, fy = x - x0, y - y0  # exactly 0 for integer positions: blits copy pixels bit for bit
-    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    xi = [_reflect(x0, w), _reflect(x0 + 1, w)]
-    yi = [_reflect(y0, h), _reflect(y0 + 1, h)]
-    wx, wy = [1 - fx, fx], [1 - fy, fy]
-    index = tf.stack([yi[a] * w + xi[b] for a in (0, 1) for b in (0, 1)], axis=1)  # [N, 4, H*W]
-    weight = tf.stack([wy[a] * wx[b] for a in (0, 1) for b in (0, 1)], axis=1)  # [N, 4, H*W]
-    flat = tf.reshape(images, [n, h * w, c])
-    corners = tf.gather(flat, tf.reshape(index, [n, 4 * h * w]), batch_dims=1)  # [N, 4*H*W, C]
-    corners = tf.reshape(corners, [n, 4, h * w, c])
-    out = tf.reduce_sum(corners * tf.cast(weight, images.dtype)[..., None], axis=1)  # [N, H*W, C]
-    return tf.reshape(out, [n, h, w, c])
 
 
 class AugmentPipe(tf.Module):
@@ -255,7 +106,7 @@ class AugmentPipe(tf.Module):
             self.generator = tf.random.Generator.from_seed(seed)
 
     @classmethod
-    def from_spec(cls, spec: str, **kwargs) -> "AugmentPipe":
+    def from_spec(cls, spec: str, **kwargs) -> AugmentPipe:
         """The named pipeline ('blit', 'geom', 'color', 'bg', 'bgc'); kwargs as in `__init__`."""
         if spec not in AUGMENT_SPECS:
             raise UserError(f"Unknown augment pipe {spec!r}: choose one of {sorted(AUGMENT_SPECS)} "

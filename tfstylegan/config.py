@@ -20,9 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from tfstylegan.utils.errors import UserError
+
+if TYPE_CHECKING:  # annotation only: the data layer sits above the configs
+    from tfstylegan.data.classes import ClassLayout
 
 _PRESET_NAMES = ("tiny", "demo", "bench32", "auto", "paper256")
 
@@ -167,8 +171,8 @@ class DiscriminatorConfig(_ConfigMixin):
                f"Received: img_resolution={self.img_resolution}")
         _check(self.img_channels in (1, 2, 3),
                f"DiscriminatorConfig: img_channels must be 1, 2 or 3. Received: {self.img_channels}")
-        _check(self.architecture in ("orig", "skip", "resnet"),
-               f"DiscriminatorConfig: architecture must be orig|skip|resnet. Received: {self.architecture!r}")
+        _check(self.architecture in ("orig", "resnet"),  # the skip D (fromRGB at every block) is not built
+               f"DiscriminatorConfig: architecture must be orig|resnet. Received: {self.architecture!r}")
         _check(self.mbstd_group_size >= 1 and self.mbstd_num_channels >= 1,
                "DiscriminatorConfig: mbstd_group_size and mbstd_num_channels must be >= 1. Received: "
                f"{self.mbstd_group_size}, {self.mbstd_num_channels}")
@@ -253,10 +257,6 @@ class TrainConfig(_ConfigMixin):
                f"{self.kimg_per_tick}")
         _check(self.ema_kimg >= 0, f"TrainConfig: ema_kimg must be >= 0. Received: {self.ema_kimg}")
 
-    def lazy_c(self, interval: int) -> float:
-        """Lazy-regularisation correction c = interval / (interval + 1) (1 if not lazy)."""
-        return interval / (interval + 1) if interval > 1 else 1.0
-
 
 @dataclasses.dataclass(frozen=True)
 class Preset(_ConfigMixin):
@@ -272,7 +272,7 @@ class Preset(_ConfigMixin):
                 "discriminator": self.discriminator.to_dict(), "train": self.train.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Preset":
+    def from_dict(cls, d: Mapping[str, Any]) -> Preset:
         return cls(name=d["name"], generator=GeneratorConfig.from_dict(d["generator"]),
                    discriminator=DiscriminatorConfig.from_dict(d["discriminator"]),
                    train=TrainConfig.from_dict(d["train"]))
@@ -281,11 +281,11 @@ class Preset(_ConfigMixin):
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, s: str) -> "Preset":
+    def from_json(cls, s: str) -> Preset:
         return cls.from_dict(json.loads(s))
 
     def with_data(self, *, img_resolution: int | None = None, img_channels: int | None = None,
-                  c_dim: int | None = None) -> "Preset":
+                  c_dim: int | None = None) -> Preset:
         """The same preset adapted to a dataset's resolution, channels and class count."""
         g, d = {}, {}
         if img_resolution is not None:
@@ -346,3 +346,35 @@ def get_preset(name: str) -> Preset:
 
 
 PRESET_NAMES = _PRESET_NAMES
+
+
+# TrainConfig fields a user may override when resuming a training checkpoint.
+TRAIN_OVERRIDE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def resolve_preset(preset: Preset | str, manifest: dict, layout: ClassLayout, with_mask: bool,
+                   overrides: dict | None = None) -> Preset:
+    """The preset adapted to the data (resolution, channels, classes) with TrainConfig overrides.
+
+    Mixed precision with a preset that has no fp16 blocks gets the ADA setting: the 4 highest
+    resolutions in float16 and conv_clamp 256.
+    """
+    if isinstance(preset, str):
+        preset = get_preset(preset)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    bad = sorted(set(overrides) - set(TRAIN_OVERRIDE_FIELDS))
+    if bad:
+        raise UserError(f"Unknown training options {bad}. Known: {', '.join(TRAIN_OVERRIDE_FIELDS)}.")
+    if with_mask and not manifest["has_mask"]:
+        raise UserError("--with_mask needs tumor masks, but the dataset has none (manifest has_mask=false). "
+                        "Train without --with_mask or prepare a dataset that has masks (Figshare).")
+    preset = preset.with_data(img_resolution=int(manifest["resolution"]), img_channels=2 if with_mask else 1,
+                              c_dim=layout.c_dim)
+    train = preset.train.replace(**overrides)
+    g, d = preset.generator, preset.discriminator
+    if train.mixed_precision:
+        if g.num_fp16_res == 0:
+            g = g.replace(num_fp16_res=min(4, g.num_blocks), conv_clamp=g.conv_clamp or 256)
+        if d.num_fp16_res == 0:
+            d = d.replace(num_fp16_res=min(4, len(d.block_resolutions) + 1), conv_clamp=d.conv_clamp or 256)
+    return dataclasses.replace(preset, generator=g, discriminator=d, train=train)

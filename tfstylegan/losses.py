@@ -12,11 +12,11 @@ Lazy regularisation multiplies the regulariser by its interval (the caller passe
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 
-from tfstylegan.augment import random_uniform
+from tfstylegan.ops.random import random_uniform
 
 
 def nonsaturating_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:

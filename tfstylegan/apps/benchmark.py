@@ -1,6 +1,6 @@
 """Speed and memory of StyleGAN2 training and inference, measured on the real `Trainer` step functions.
 
-`run_benchmark(BenchmarkOptions(...))` builds the `tfstylegan.training.training_loop.Trainer` a
+`run_benchmark(BenchmarkOptions(...))` builds the `tfstylegan.training.trainer.Trainer` a
 training run would build (same preset resolution, dtype policy, XLA and strategy handling),
 feeds it synthetic reals through a prefetching `tf.data` pipeline, and measures after warm-up
 (compilation), `repeats` times each, reporting the median and the spread:
@@ -31,14 +31,15 @@ import dataclasses
 import math
 import os
 import platform
-import resource
 import statistics
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from tfstylegan.utils.errors import UserError
+from tfstylegan.utils.memory import gpu_peak_memory_gb, host_peak_memory_gb, reset_gpu_peaks
 
 # stylegan2-ada-pytorch (PyTorch CPU, 2 cores) on the bench32 settings: full iteration averaged
 # over 16 iterations, and generator inference at batch 8 (issue 8).
@@ -119,34 +120,6 @@ def s_per_kimg(seconds: float, images: int) -> float:
     return seconds / (images / 1000.0)
 
 
-def host_peak_memory_gb() -> float:
-    """Peak resident memory of this process in GB (Linux `ru_maxrss` is in kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-
-def gpu_peak_memory_gb() -> float | None:
-    """Largest peak memory over the visible GPUs in GB; None without a GPU."""
-    import tensorflow as tf
-
-    peaks = []
-    for gpu in tf.config.list_logical_devices("GPU"):
-        try:
-            peaks.append(tf.config.experimental.get_memory_info(gpu.name)["peak"] / 2 ** 30)
-        except (ValueError, RuntimeError):
-            pass
-    return max(peaks) if peaks else None
-
-
-def _reset_gpu_peaks() -> None:
-    import tensorflow as tf
-
-    for gpu in tf.config.list_logical_devices("GPU"):
-        try:
-            tf.config.experimental.reset_memory_stats(gpu.name)
-        except (ValueError, RuntimeError):
-            pass
-
-
 def configure_runtime(device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0) -> str:
     """Chooses the device and thread pools before TensorFlow starts; returns 'cpu' or 'gpu'.
 
@@ -212,8 +185,8 @@ def synthetic_reals(batch_size: int, resolution: int, channels: int, seed: int =
 
 def _resolve(options: BenchmarkOptions):
     """(preset resolved as `train()` resolves it, layout) for synthetic data of the preset's shape."""
-    from tfstylegan.config import get_preset
-    from tfstylegan.training.training_loop import ClassLayout, resolve_preset
+    from tfstylegan.config import get_preset, resolve_preset
+    from tfstylegan.data.classes import ClassLayout
 
     base = get_preset(options.preset)
     g = base.generator
@@ -224,19 +197,6 @@ def _resolve(options: BenchmarkOptions):
     overrides = {"batch_size": options.batch_size, "xla": options.xla, "mixed_precision": options.mixed_precision}
     preset = resolve_preset(base, manifest, layout, with_mask=g.img_channels == 2, overrides=overrides)
     return preset, layout
-
-
-def _build_trainer(preset, layout, strategy):
-    import keras
-
-    from tfstylegan.training.training_loop import Trainer
-
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("mixed_float16" if preset.train.mixed_precision else "float32")
-    try:
-        return Trainer(preset, layout, strategy)
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _sync(stats) -> None:
@@ -269,7 +229,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] | None =
     import tensorflow as tf
 
     from tfstylegan.training.distribute import get_strategy
-    from tfstylegan.training.training_loop import ema_beta
+    from tfstylegan.training.trainer import build_trainer, ema_beta
 
     if options.device == "gpu" and not tf.config.list_logical_devices("GPU"):
         raise UserError("--device gpu: TensorFlow started without a visible GPU (CUDA_VISIBLE_DEVICES?).")
@@ -283,14 +243,14 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] | None =
         log(f"building the trainer: preset {preset.name}, batch {t.batch_size}, xla {t.xla}, "
             f"fused_modconv {preset.generator.fused_modconv}, mixed precision {t.mixed_precision}, "
             f"{strategy.num_replicas_in_sync} replica(s) on {device}")
-        trainer = _build_trainer(preset, layout, strategy)
+        trainer = build_trainer(preset, layout, strategy)
         B = trainer.batch
         cycle = max(t.r1_interval if t.r1_gamma > 0 else 1, t.pl_interval if t.pl_weight > 0 else 1)
         reals = iter(synthetic_reals(B, trainer.res, trainer.channels, options.seed))
         state = {"step": 0, "nimg": 0}
 
         def one_iteration():
-            """`cycle` consecutive training steps, as `training_loop._loop` runs them."""
+            """`cycle` consecutive training steps, as `tfstylegan.training.loop._loop` runs them."""
             stats = None
             for _ in range(cycle):
                 real, labels = next(reals)
@@ -305,7 +265,7 @@ def run_benchmark(options: BenchmarkOptions, log: Callable[[str], None] | None =
             one_iteration()
         warmup_seconds = time.perf_counter() - t0
         log(f"warm-up ({options.warmup} x {cycle} steps, compilation included): {warmup_seconds:.1f} s")
-        _reset_gpu_peaks()
+        reset_gpu_peaks()
 
         # -- the full iteration ------------------------------------------------------------------
         iter_times, iter_cpu = [], []

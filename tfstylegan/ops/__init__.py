@@ -8,11 +8,13 @@ Modules, used as in stylegan2-ada-pytorch (`from tfstylegan.ops import upfirdn2d
 - `bias_act`: bias + activation + gain + clamp (`bias_act`, `activation_funcs`).
 - `conv2d_resample`: convolution with FIR up/downsampling (`conv2d_resample`).
 - `modulated_conv2d`: StyleGAN2's modulated/demodulated convolution (`modulated_conv2d`).
+- `grid_sample`: bilinear resampling by per-sample affine transforms (`resample`), for ADA.
+- `random`: counter-based random numbers identical eagerly and under XLA (`random_uniform`, `random_normal`).
 
 The package re-exports modules, not functions, so that `ops.upfirdn2d` is always the
 module whatever was imported first.
 """
 
-from tfstylegan.ops import bias_act, conv2d_resample, modulated_conv2d, upfirdn2d
+from tfstylegan.ops import bias_act, conv2d_resample, grid_sample, modulated_conv2d, random, upfirdn2d
 
-__all__ = ['bias_act', 'conv2d_resample', 'modulated_conv2d', 'upfirdn2d']
+__all__ = ['bias_act', 'conv2d_resample', 'grid_sample', 'modulated_conv2d', 'random', 'upfirdn2d']

@@ -19,7 +19,7 @@ temporary file + rename), so `tf.train.latest_checkpoint` never names a half-wri
 checkpoint, whenever the process dies.
 
 The data iterator is not stored: the training stream is a pure function of (seed, number of
-images consumed) (`tfstylegan.training.training_loop.RealImageStream`), so a resumed run
+images consumed) (`tfstylegan.data.stream.RealImageStream`), so a resumed run
 rebuilds it at `cur_nimg`; this keeps checkpoints small (no shuffle buffer or image cache).
 """
 
@@ -32,6 +32,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfstylegan.config import Preset
+from tfstylegan.networks import Generator, build_networks
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import atomic_dir, write_json
 
@@ -132,15 +133,6 @@ def preset_of(run_info: dict) -> Preset:
         raise UserError(f"run.json has a malformed 'preset' ({e}).") from None
 
 
-def build_networks(run_info: dict):
-    """Fresh (G, D, G_ema) with the architectures of `run_info` (under the current Keras dtype policy)."""
-    from tfstylegan.networks import Discriminator, Generator
-
-    preset = preset_of(run_info)
-    return (Generator(preset.generator, name="G"), Discriminator(preset.discriminator, name="D"),
-            Generator(preset.generator, name="G_ema"))
-
-
 def restore_networks(ckpt_prefix: str, networks: dict) -> None:
     """Restores the networks named in `networks` ({'G': G, ...}) from a checkpoint, nothing else."""
     missing = [k for k in networks if not any(n.startswith(f"{k}/") for n, _ in tf.train.list_variables(ckpt_prefix))]
@@ -158,8 +150,6 @@ def load_generator(path: str | os.PathLike, which: str = "G_ema"):
     """
     if which not in ("G", "G_ema"):
         raise UserError(f"which must be 'G' or 'G_ema'. Received: which={which!r}")
-    from tfstylegan.networks import Generator
-
     info = load_run_info(path)
     G = Generator(preset_of(info).generator, name=which)
     restore_networks(latest_checkpoint(path), {which: G})
@@ -169,7 +159,7 @@ def load_generator(path: str | os.PathLike, which: str = "G_ema"):
 def load_networks(path: str | os.PathLike):
     """(G, D, G_ema, run_info) restored from the latest checkpoint of `path`."""
     info = load_run_info(path)
-    G, D, G_ema = build_networks(info)
+    G, D, G_ema = build_networks(preset_of(info))
     restore_networks(latest_checkpoint(path), {"G": G, "D": D, "G_ema": G_ema})
     return G, D, G_ema, info
 

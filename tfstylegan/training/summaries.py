@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +31,6 @@ def side_by_side(images: np.ndarray) -> np.ndarray:
 def grid_uint8(images: np.ndarray, grid_w: int | None = None) -> np.ndarray:
     """Images [N, H, W, C] in [-1, 1] -> one uint8 grid [gh*H, gw*W*C, 1] (channels side by side)."""
     return image_grid(to_uint8(side_by_side(images)), grid_w=grid_w, padding=1, pad_value=0)
-
-
-def host_memory_gb() -> float:
-    """Peak resident memory of this process in GB (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-
-
-def device_memory_gb() -> float | None:
-    """Peak memory of the first GPU in GB, or None without a GPU."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if not gpus:
-        return None
-    try:
-        return tf.config.experimental.get_memory_info(gpus[0].name)["peak"] / 2 ** 30
-    except (ValueError, RuntimeError):
-        return None
 
 
 def tick_line(tick: int, kimg: float, total_kimg: float, sec_per_kimg: float, img_per_sec: float,

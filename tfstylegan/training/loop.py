@@ -1,0 +1,245 @@
+"""The StyleGAN2 training loop (stylegan2-ada-pytorch `training_loop.py`): `train(...)`.
+
+Run folder, resume, ticks with progress lines, sample grids, checkpoints, TensorBoard and stats.jsonl
+around the `Trainer` (trainer.py) and its phases (phases.py).
+
+Data: the real-image stream (`tfstylegan.data.stream.RealImageStream`) is a pure function of (seed,
+images consumed), so a resumed run restarts the stream at `cur_nimg` without storing an iterator.
+Each worker reads the whole global batch and feeds each local replica its slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfstylegan.config import Preset, get_preset, resolve_preset
+from tfstylegan.data.classes import class_layout
+from tfstylegan.data.pipeline import read_manifest
+from tfstylegan.data.stream import RealImageStream
+from tfstylegan.networks import seed_to_z
+from tfstylegan.training import checkpoint as ckpt_lib
+from tfstylegan.training.distribute import get_strategy
+from tfstylegan.training.summaries import RunReporter, grid_uint8, tick_line
+from tfstylegan.training.trainer import Trainer, build_trainer
+from tfstylegan.utils.errors import UserError
+from tfstylegan.utils.io import write_json
+from tfstylegan.utils.memory import gpu_peak_memory_gb, host_peak_memory_gb
+
+GRID_W, GRID_H = 8, 4  # fixed-seed sample grid (per class when conditional)
+MAX_TO_KEEP = 3
+
+
+def _is_chief(strategy) -> bool:
+    """True on the worker that writes outputs (the only one without a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs)
+
+
+def _networks_shape_check(info_preset: Preset, preset: Preset, source) -> None:
+    g0, g1 = info_preset.generator, preset.generator
+    for field in ("img_resolution", "img_channels", "c_dim"):
+        if getattr(g0, field) != getattr(g1, field):
+            raise UserError(f"--resume {source}: its networks have {field}={getattr(g0, field)} but this run "
+                            f"needs {field}={getattr(g1, field)} (from the dataset and --conditional/--with_mask). "
+                            "Resume from a matching checkpoint or change the data/flags.")
+
+
+def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.PathLike, *,
+          class_name: str | None = None, conditional: bool = False, with_mask: bool = False,
+          resume: str | os.PathLike | None = None, strategy: str | tf.distribute.Strategy = "default",
+          train_overrides: dict | None = None, tensorboard: bool = True, deterministic: bool = False,
+          verbose: bool = True, options: dict | None = None, on_finish=None) -> dict:
+    """Trains StyleGAN2 into `run_dir` (created if missing); returns the last tick's stats.
+
+    Args:
+      run_dir: the run folder (run.json, checkpoints/, samples/, tensorboard/, stats.jsonl).
+        If it already holds checkpoints (a run that was killed), training continues from the
+        latest one unless `resume` names another source.
+      preset: a `Preset` or a preset name; adapted to the data's resolution and channels.
+      data_dir: a prepared dataset (`launchers/prepare_data.py`).
+      class_name: train one class (the study's per-class models); None = all classes.
+      conditional: one model for all classes (c_dim = number of classes).
+      with_mask: image + tumor mask as two channels.
+      resume: a run folder, its checkpoints/ folder, or an imported pretrained checkpoint folder.
+        A training checkpoint continues exactly (step, kimg, ADA p, optimizers, RNG; its preset
+        is used, with `train_overrides` applied); a networks-only one starts at kimg 0 with
+        fresh optimizers.
+      strategy: 'default' | 'mirrored' | 'multi_worker' or a `tf.distribute.Strategy`.
+      train_overrides: TrainConfig fields to change, e.g. {'batch_size': 8, 'total_kimg': 100}.
+      tensorboard: write TensorBoard event files.
+      deterministic: `tf.config.experimental.enable_op_determinism()` (bit-exact resume on CPU).
+      verbose: print one progress line per tick.
+      options: extra entries recorded in run.json "options" (e.g. the launcher's flags).
+      on_finish: optional callable given the `Trainer` when training ends (tests, notebooks).
+    """
+    run_dir = Path(run_dir)
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    layout = class_layout(manifest, data_dir, class_name, conditional)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if isinstance(strategy, str):
+        strategy_name = strategy
+        strategy = get_strategy(strategy)
+    else:
+        strategy_name = type(strategy).__name__
+
+    if resume is None and (run_dir / ckpt_lib.CHECKPOINT_DIR / "checkpoint").is_file():
+        resume = run_dir  # a killed run, started again: continue it
+    resume_ckpt, full_resume = None, False
+    if resume is not None:
+        resume_info = ckpt_lib.load_run_info(resume)
+        resume_ckpt = ckpt_lib.latest_checkpoint(resume)
+        full_resume = ckpt_lib.is_training_checkpoint(resume_ckpt)
+        stored = ckpt_lib.preset_of(resume_info)
+        if full_resume:
+            if (resume_info.get("class_name"), bool(resume_info.get("conditional"))) != (class_name, conditional):
+                raise UserError(f"--resume {resume} was trained with class_name={resume_info.get('class_name')!r}, "
+                                f"conditional={resume_info.get('conditional')}; pass the same settings.")
+            preset = dataclasses.replace(stored, train=stored.train.replace(
+                **{k: v for k, v in (train_overrides or {}).items() if v is not None}))
+            train_overrides = None
+        else:
+            base = get_preset(preset) if isinstance(preset, str) else preset
+            preset = dataclasses.replace(base, generator=stored.generator, discriminator=stored.discriminator)
+    preset = resolve_preset(preset, manifest, layout, with_mask, train_overrides)
+    if resume is not None:
+        _networks_shape_check(stored, preset, resume)
+
+    keras.utils.set_random_seed(preset.train.seed)  # the initial weights
+    trainer = build_trainer(preset, layout, strategy)
+    is_chief = _is_chief(strategy)
+
+    ckpt = trainer.checkpoint()
+    if resume_ckpt is not None:
+        if full_resume:
+            ckpt.restore(resume_ckpt).assert_existing_objects_matched()
+        else:
+            ckpt_lib.restore_networks(resume_ckpt, {"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema})
+
+    run_info = {"preset": preset.to_dict(), "class_names": list(layout.class_names), "class_name": class_name,
+                "conditional": bool(conditional), "with_mask": bool(with_mask), "data": str(data_dir.resolve()),
+                "options": {"strategy": strategy_name, "num_replicas": trainer.num_replicas,
+                            "resume": str(resume) if resume is not None else None,
+                            "tensorboard": bool(tensorboard), "deterministic": bool(deterministic),
+                            **(options or {})}}
+    ckpt_dir = run_dir / ckpt_lib.CHECKPOINT_DIR
+    scratch = None
+    if is_chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / ckpt_lib.RUN_INFO, run_info)
+    else:  # non-chief workers save too (collectives) but into a scratch folder
+        scratch = Path(tempfile.mkdtemp(prefix="tfstylegan-worker-"))
+        ckpt_dir = scratch
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=MAX_TO_KEEP)
+    reporter = RunReporter(run_dir, tensorboard=tensorboard, enabled=is_chief)
+    try:
+        last = _loop(trainer, manager, reporter, run_info, data_dir, class_name, with_mask, verbose and is_chief,
+                     is_chief)
+        if on_finish is not None:
+            on_finish(trainer)
+        return last
+    finally:
+        reporter.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _hparams(preset: Preset, run_info: dict) -> dict:
+    t = preset.train
+    return {"preset": preset.name, "resolution": preset.generator.img_resolution,
+            "channels": preset.generator.img_channels, "c_dim": preset.generator.c_dim,
+            "class_name": run_info["class_name"] or "", "conditional": run_info["conditional"],
+            "batch_size": t.batch_size, "gamma": t.r1_gamma, "g_lr": t.g_lr, "d_lr": t.d_lr, "aug": t.aug,
+            "ada_target": t.ada_target, "mirror": t.mirror, "freeze_d": t.freeze_d, "ema_kimg": t.ema_kimg,
+            "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed}
+
+
+def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data_dir, class_name, with_mask,
+          verbose: bool, is_chief: bool) -> dict:
+    t, state = trainer.cfg, trainer.state
+    step, cur_nimg, tick = int(state.step.numpy()), int(state.cur_nimg.numpy()), int(state.tick.numpy())
+    total_nimg = int(round(t.total_kimg * 1000))
+    stream = RealImageStream(data_dir, class_name, with_mask, t.mirror, t.seed, trainer.batch, cur_nimg)
+    grid_z = seed_to_z(range(GRID_W * GRID_H), trainer.z_dim)
+
+    if is_chief and cur_nimg == 0:
+        reals, first = [], RealImageStream(data_dir, class_name, with_mask, t.mirror, t.seed, trainer.batch)
+        for _ in range(math.ceil(GRID_W * GRID_H / trainer.batch)):
+            reals.append(next(first)[0].numpy())
+        reporter.png("reals.png", grid_uint8(np.concatenate(reals)[:GRID_W * GRID_H], GRID_W))
+        reporter.hparams(_hparams(trainer.preset, run_info))
+
+    def save():
+        state.step.assign(step)
+        state.cur_nimg.assign(cur_nimg)
+        state.tick.assign(tick)
+        manager.save(checkpoint_number=step)
+        if is_chief:
+            write_json(Path(manager.directory) / ckpt_lib.RUN_INFO, run_info)
+
+    def snapshot_images():
+        grids = trainer.sample_grids(grid_z)
+        tb = {name: grid_uint8(imgs, GRID_W) for name, imgs in grids.items()}
+        reporter.images("samples", tb, step=cur_nimg)
+        reporter.png(f"fakes{cur_nimg // 1000:06d}.png", np.concatenate(list(tb.values()), axis=0))
+
+    last = {}
+    tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
+    tick_stats: dict[str, list] = {}
+    done = cur_nimg >= total_nimg
+    while not done:
+        real, labels = next(stream)
+        stats = trainer.train_step(real, labels, step, cur_nimg)
+        for k, v in stats.items():
+            tick_stats.setdefault(k, []).append(v)
+        step += 1
+        cur_nimg += trainer.batch
+        done = cur_nimg >= total_nimg
+        if not done and cur_nimg < tick_start_nimg + t.kimg_per_tick * 1000:
+            continue
+        # -- end of a tick --
+        tick += 1
+        means = {k: float(np.mean([float(x) for x in v])) for k, v in tick_stats.items()}
+        elapsed = time.perf_counter() - tick_start_time
+        tick_nimg = cur_nimg - tick_start_nimg
+        sec_per_kimg = elapsed / max(tick_nimg / 1000, 1e-9)
+        p = float(trainer.pipe.p.numpy())
+        last = {"Progress/tick": tick, "Progress/kimg": cur_nimg / 1000, "Progress/step": step,
+                "Progress/augment": p, "Progress/pl_mean": float(trainer.state.pl_mean.numpy()),
+                "Loss/G/loss": means.get("G_loss", float("nan")), "Loss/D/loss": means.get("D_loss", float("nan")),
+                "Loss/r1_penalty": means.get("r1_penalty", float("nan")),
+                "Loss/pl_penalty": means.get("pl_penalty", float("nan")),
+                "Loss/signs/real": means.get("real_sign", float("nan")),
+                "Loss/signs/fake": means.get("fake_sign", float("nan")),
+                "Timing/sec_per_tick": elapsed, "Timing/sec_per_kimg": sec_per_kimg,
+                "Timing/img_per_sec": tick_nimg / max(elapsed, 1e-9),
+                "Resources/peak_host_mem_gb": host_peak_memory_gb()}
+        gpu = gpu_peak_memory_gb()
+        if gpu is not None:
+            last["Resources/peak_gpu_mem_gb"] = gpu
+        reporter.scalars(last, step=cur_nimg)
+        if verbose:
+            print(tick_line(tick, cur_nimg / 1000, t.total_kimg, sec_per_kimg, last["Timing/img_per_sec"],
+                            last["Loss/G/loss"], last["Loss/D/loss"], p), flush=True)
+        if done or tick % max(t.image_snapshot_ticks, 1) == 0:
+            snapshot_images()
+        if done or tick % max(t.snapshot_ticks, 1) == 0:
+            save()
+        tick_stats = {}
+        tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
+    return last
