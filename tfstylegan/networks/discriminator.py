@@ -124,19 +124,22 @@ class DiscriminatorEpilogue(keras.layers.Layer):
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  mbstd_group_size: int = 4, mbstd_num_channels: int = 1, activation: str = "lrelu",
                  conv_clamp: float | None = None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # as ADA: the 4x4 epilogue always runs in float32
         kwargs.setdefault("autocast", False)  # inputs are cast explicitly (img and styles stay float32)
         super().__init__(**kwargs)
         self.in_channels, self.cmap_dim, self.resolution = int(in_channels), int(cmap_dim), int(resolution)
         self.img_channels = int(img_channels)
         self.mbstd_group_size, self.mbstd_num_channels = int(mbstd_group_size), int(mbstd_num_channels)
         self.activation, self.conv_clamp = activation, conv_clamp
-        self.mbstd = MinibatchStd(self.mbstd_group_size, self.mbstd_num_channels, name="mbstd") \
+        policy = self.dtype_policy
+        self.mbstd = MinibatchStd(self.mbstd_group_size, self.mbstd_num_channels, name="mbstd", dtype=policy) \
             if self.mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(self.in_channels + self.mbstd_num_channels, self.in_channels, kernel_size=3,
-                                activation=activation, conv_clamp=conv_clamp, name="conv")
+                                activation=activation, conv_clamp=conv_clamp, name="conv", dtype=policy)
         self.fc = FullyConnectedLayer(self.in_channels * self.resolution ** 2, self.in_channels,
-                                      activation=activation, name="fc")
-        self.out = FullyConnectedLayer(self.in_channels, 1 if self.cmap_dim == 0 else self.cmap_dim, name="out")
+                                      activation=activation, name="fc", dtype=policy)
+        self.out = FullyConnectedLayer(self.in_channels, 1 if self.cmap_dim == 0 else self.cmap_dim, name="out",
+                                       dtype=policy)
         self.built = True
 
     def call(self, x, cmap=None):

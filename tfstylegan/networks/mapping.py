@@ -26,6 +26,7 @@ class MappingNetwork(keras.layers.Layer):
                  embed_features: int | None = None, layer_features: int | None = None,
                  activation: str = "lrelu", lr_multiplier: float = 0.01,
                  w_avg_beta: float | None = 0.995, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # as ADA: the mapping network always runs in float32
         super().__init__(**kwargs)
         self.z_dim, self.c_dim, self.w_dim = int(z_dim), int(c_dim), int(w_dim)
         self.num_ws = None if num_ws is None else int(num_ws)
@@ -41,10 +42,10 @@ class MappingNetwork(keras.layers.Layer):
             layer_features = self.w_dim
         self.embed_features, self.layer_features = int(embed_features), int(layer_features)
         features = [self.z_dim + self.embed_features] + [self.layer_features] * (self.num_layers - 1) + [self.w_dim]
-        self.embed = (FullyConnectedLayer(self.c_dim, self.embed_features, name="embed")
+        self.embed = (FullyConnectedLayer(self.c_dim, self.embed_features, name="embed", dtype=self.dtype_policy)
                       if self.c_dim > 0 else None)
         self.fcs = [FullyConnectedLayer(features[i], features[i + 1], activation=activation,
-                                        lr_multiplier=self.lr_multiplier, name=f"fc{i}")
+                                        lr_multiplier=self.lr_multiplier, name=f"fc{i}", dtype=self.dtype_policy)
                     for i in range(self.num_layers)]
         self.w_avg = None
         if self.num_ws is not None and w_avg_beta is not None:
