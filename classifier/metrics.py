@@ -3,8 +3,8 @@
 Plain numpy (no sklearn). The conventions are sklearn's: the confusion matrix has the
 true class on rows and the predicted class on columns; precision of a class that is
 never predicted (and recall of a class with no examples) is 0, as is their F1.
-Results go to `metrics.json`, `confusion_matrix.png` (a small PIL rendering) and
-TensorBoard (scalars plus the confusion-matrix image).
+Results go to `metrics.json`, `confusion_matrix.png` (+ `.pdf`/`.svg` for papers; matplotlib, drawn by
+`tfstylegan.utils.charts`) and TensorBoard (scalars plus the confusion-matrix image).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfstylegan.utils.images import save_png
+from tfstylegan.utils.charts import confusion_matrix_figure, figure_to_array, save_figure
 from tfstylegan.utils.io import write_json
 
 
@@ -105,61 +105,26 @@ def evaluate_classifier(model, images, labels=None, class_names: Sequence[str] |
 
 # --- rendering -------------------------------------------------------------------------------------------------
 
-def _blue(t: float) -> tuple[int, int, int]:
-    """White (t=0) to dark blue (t=1)."""
-    lo, hi = np.array([247, 251, 255]), np.array([8, 48, 107])
-    return tuple(int(round(v)) for v in lo + (hi - lo) * float(np.clip(t, 0.0, 1.0)))
-
-
-def render_confusion_matrix(cm, class_names: Sequence[str], cell: int = 72) -> np.ndarray:
-    """uint8 RGB image [H, W, 3] of a confusion matrix: cells shaded by row fraction, counts and class names.
-
-    Rows are the true class, columns the predicted class.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    cm = np.asarray(cm, np.int64)
-    k = cm.shape[0]
-    if cm.shape != (k, k) or len(class_names) != k:
-        raise ValueError(f"render_confusion_matrix needs a square [K, K] matrix and K names. "
-                         f"Received: shape={cm.shape}, {len(class_names)} names")
-    font = ImageFont.load_default()
-    names = [str(c) for c in class_names]
-    label_w = max(8 * max(len(n) for n in names), 40) + 16
-    top = 40
-    width, height = label_w + k * cell + 10, top + k * cell + 30
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    rows = cm.sum(axis=1, keepdims=True)
-    frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
-    draw.text((label_w, 4), "predicted ->", fill="black", font=font)
-    for j, name in enumerate(names):
-        draw.text((label_w + j * cell + 4, 22), name[:cell // 7], fill="black", font=font)
-    for i, name in enumerate(names):
-        y0 = top + i * cell
-        draw.text((4, y0 + cell // 2 - 6), name, fill="black", font=font)
-        for j in range(k):
-            x0 = label_w + j * cell
-            color = _blue(frac[i, j])
-            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=color, outline=(128, 128, 128))
-            text = f"{cm[i, j]}"
-            draw.text((x0 + cell // 2 - 4 * len(text), y0 + cell // 2 - 6), text,
-                      fill="white" if frac[i, j] > 0.5 else "black", font=font)
-    draw.text((4, height - 22), "rows: true class; shade: fraction of the row", fill="black", font=font)
-    return np.asarray(img, np.uint8)
+def render_confusion_matrix(cm, class_names: Sequence[str], title: str | None = None) -> np.ndarray:
+    """uint8 RGB image [H, W, 3] of a confusion matrix (true class on rows): counts and row-normalised
+    panels with colorbars, as in confusion_matrix.png (`tfstylegan.utils.charts.confusion_matrix_figure`)."""
+    return figure_to_array(confusion_matrix_figure(cm, class_names, title=title))
 
 
 def write_metrics(metrics: dict[str, Any], out_dir: str | os.PathLike, tensorboard_dir: str | os.PathLike | None = None,
                   step: int = 0, prefix: str = "test") -> None:
-    """Writes `<out_dir>/metrics.json`, `<out_dir>/confusion_matrix.png` and, if given, TensorBoard summaries.
+    """Writes `<out_dir>/metrics.json`, `<out_dir>/confusion_matrix.{png,pdf,svg}` and, if given, TensorBoard
+    summaries.
 
     TensorBoard gets `<prefix>/accuracy`, `<prefix>/balanced_accuracy`, `<prefix>/macro_f1`,
     `<prefix>/<class>/{precision,recall,f1}` scalars and a `<prefix>/confusion_matrix` image.
     """
     out_dir = Path(out_dir)
     write_json(out_dir / "metrics.json", metrics)
-    image = render_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"])
-    save_png(out_dir / "confusion_matrix.png", image)
+    figure = confusion_matrix_figure(metrics["confusion_matrix"], metrics["class_names"],
+                                     title=f"{prefix}: accuracy {metrics['accuracy']:.3f}")
+    save_figure(figure, out_dir / "confusion_matrix")
+    image = figure_to_array(figure)
     if tensorboard_dir is not None:
         writer = tf.summary.create_file_writer(str(tensorboard_dir))
         with writer.as_default(step=step):

@@ -68,13 +68,18 @@ def test_evaluate_arrays_and_dataset():
 
 def test_render_and_write(tmp_path):
     m = classification_metrics(LABELS, PREDS, NAMES)
-    img = render_confusion_matrix(m["confusion_matrix"], NAMES)
+    img = render_confusion_matrix(m["confusion_matrix"], NAMES, title="test: accuracy 0.700")
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
-    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 5  # shaded cells and text, not a blank canvas
+    # The picture follows the counts (cell colours and numbers: tests/test_plots.py).
+    other = render_confusion_matrix(np.array(m["confusion_matrix"])[::-1], NAMES, title="test: accuracy 0.700")
+    assert other.shape == img.shape and np.any(other != img)
     write_metrics(m, tmp_path, tensorboard_dir=tmp_path / "tb", step=3)
     assert json.loads((tmp_path / "metrics.json").read_text()) == m
     png = np.asarray(Image.open(tmp_path / "confusion_matrix.png").convert("RGB"))
-    np.testing.assert_array_equal(png, img)
+    np.testing.assert_array_equal(png, img)  # the PNG is the TensorBoard picture
+    assert (tmp_path / "confusion_matrix.pdf").read_bytes().startswith(b"%PDF")
+    svg = (tmp_path / "confusion_matrix.svg").read_text()
+    assert all(f">{name}<" in svg for name in NAMES)
     tags = set()
     for f in (tmp_path / "tb").glob("events.out.tfevents.*"):
         for e in tf.compat.v1.train.summary_iterator(str(f)):

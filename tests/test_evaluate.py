@@ -119,6 +119,9 @@ def test_evaluate_conditional_with_utility_writes_every_output(assets):
                  "utility_confusion_synthetic.png"):
         assert name in figures
         assert np.asarray(Image.open(out / "figures" / name)).size > 0
+    # matplotlib charts also as PDF and SVG for papers (image tiles stay PNG only)
+    assert {"is_bar_chart.pdf", "fid_bar_chart.svg", "judge_confusion_real.pdf", "memorization_glioma.svg",
+            "utility_confusion_synthetic.pdf"} <= figures and "closest_pairs_glioma.pdf" not in figures
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -33,11 +33,12 @@ from tfstylegan.apps import generation
 from tfstylegan.apps.evaluation.features import InceptionFeatures, Judge
 from tfstylegan.apps.evaluation.report import results_table, summaries_writer, tb_image, tb_scalars
 from tfstylegan.apps.figures import figure_grid
-from tfstylegan.apps.plots import bar_chart_image, confusion_matrix_image, histogram_image
 from tfstylegan.metrics import (closest_pairs_figure, fid_from_features, inception_score, kernel_inception_distance,
                                 memorization_report, perceptual_path_length, precision_recall)
 from tfstylegan.data.classes import SPLITS
 from tfstylegan.networks.synthesis import check_noise_mode
+from tfstylegan.utils.charts import (bar_chart_figure, confusion_matrix_figure, figure_to_array, histogram_figure,
+                                    save_figure)
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, upscale_for_viewing
 from tfstylegan.utils.io import atomic_dir, write_json
@@ -255,6 +256,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
     per_class: dict[str, dict[str, Any]] = {}
     pooled_arrays: dict[str, list] = {k: [] for k in ("real_f", "fake_f", "real_p", "fake_p", "real_i", "fake_i")}
     figures: dict[str, np.ndarray] = {}
+    charts: dict[str, Any] = {}  # matplotlib Figures, written as figures/<name>.{png,pdf,svg}
     generated_by_class: dict[str, np.ndarray] = {}
     real_notes: dict[str, str] = {}
     for name, gen in gens.items():
@@ -296,7 +298,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
             memo["pixels"] = report.to_dict()
             figures[f"closest_pairs_{name}"] = closest_pairs_figure(fake, train, report.gen_indices,
                                                                     report.gen_distances)
-            figures[f"memorization_{name}"] = histogram_image(
+            charts[f"memorization_{name}"] = histogram_figure(
                 report.gen_distances, report.heldout_distances, threshold=report.threshold,
                 title=f"{name}: pixel distance to the nearest training image")
             train_f = judge.features_and_probs(train, f"judge train {name}", show_progress)[0]
@@ -338,20 +340,24 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
     if config.utility:
         utility = _utility(data_dir, manifest, judge, generated_by_class, config)
 
-    figures["is_bar_chart"] = bar_chart_image(
-        np.array([[per_class[n]["is_real"][0], per_class[n]["is_generated"][0]] for n in gens]
-                 + ([[pooled["is_real"][0], pooled["is_generated"][0]]] if len(gens) > 1 else [])),
-        list(gens) + (["pooled"] if len(gens) > 1 else []), ["real", "generated"],
-        title="Inception Score (judge)")
+    bar_rows = [(n, per_class[n]) for n in gens] + ([("pooled", pooled)] if len(gens) > 1 else [])
+    charts["is_bar_chart"] = bar_chart_figure(
+        [[r["is_real"][0], r["is_generated"][0]] for _, r in bar_rows], [n for n, _ in bar_rows],
+        ["real", "generated"], errors=[[r["is_real"][1], r["is_generated"][1]] for _, r in bar_rows],
+        title=f"Inception Score (judge), ± std over {config.is_splits} splits", ylabel="IS")
+    charts["fid_bar_chart"] = bar_chart_figure(
+        [[r["fid"]] + ([r["inception"]["fid"]] if inception is not None else []) for _, r in bar_rows],
+        [n for n, _ in bar_rows], ["judge features"] + (["ImageNet InceptionV3"] if inception is not None else []),
+        title="FID, generated vs real (lower is better)", ylabel="FID")
     if len(gens) > 1 or len(judge.class_names) > 1:
         square = lambda cm: _square_confusion(cm, class_ids, len(judge.class_names))  # noqa: E731
-        figures["judge_confusion_real"] = confusion_matrix_image(square(cm_real), judge.class_names,
+        charts["judge_confusion_real"] = confusion_matrix_figure(square(cm_real), judge.class_names,
                                                                  title="judge on real images")
-        figures["judge_confusion_generated"] = confusion_matrix_image(square(cm_fake), judge.class_names,
+        charts["judge_confusion_generated"] = confusion_matrix_figure(square(cm_fake), judge.class_names,
                                                                       title="judge on generated images")
     if utility is not None:
         for setting, r in utility["settings"].items():
-            figures[f"utility_confusion_{setting.replace('+', '_plus_')}"] = confusion_matrix_image(
+            charts[f"utility_confusion_{setting.replace('+', '_plus_')}"] = confusion_matrix_figure(
                 np.asarray(r["confusion_matrix"]), r["class_names"],
                 title=f"trained on {setting}: test accuracy {r['accuracy']:.3f}")
 
@@ -380,6 +386,9 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
             if fname.startswith(("real_vs_generated", "closest_pairs")):  # image tiles, not charts
                 image = upscale_for_viewing(image, int(manifest["resolution"]))
             save_png(tmp / "figures" / f"{fname}.png", image)
+        for fname, chart in charts.items():
+            save_figure(chart, tmp / "figures" / fname)  # PNG + PDF + SVG
+            figures[fname] = figure_to_array(chart)  # for TensorBoard
         writer = summaries_writer(tmp / "tensorboard")
         try:
             for name, m in per_class.items():
