@@ -1,6 +1,7 @@
 """Shared utilities: atomic outputs, image conversions and grids, progress formatting, configs."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -104,3 +105,18 @@ def test_discriminator_config_refuses_the_skip_architecture_it_cannot_build():
     assert DiscriminatorConfig(architecture="orig").architecture == "orig"
     with pytest.raises(UserError, match="architecture must be orig\\|resnet"):
         DiscriminatorConfig(architecture="skip")
+
+
+def test_launchers_show_their_own_lines_only(tmp_path):
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA stubs, cuInit) are hidden unless the user asks for them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFSTYLEGAN_QUIET_TF")}
+    r = subprocess.run([sys.executable, "-m", "launchers.train_stylegan", "--data", str(tmp_path / "missing")],
+                       cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"error: --data {tmp_path / 'missing'} does not exist. Prepare a "
+                                             "dataset with launchers/prepare_data.py."], r.stderr
