@@ -1,4 +1,5 @@
-"""Training curves of a run from its stats.jsonl: losses, R1, path length, ADA p, s/kimg and metrics vs kimg.
+"""Training curves of a run: losses, R1, path length, ADA p, s/kimg (stats.jsonl) and the metrics computed during
+training (metrics.jsonl, with --metrics) vs kimg.
 
 Example:
   python -m launchers.plot_run --run runs/00003-auto-glioma-b16-ada

@@ -186,7 +186,8 @@ def test_histogram_bars_threshold_and_densities():
         charts.histogram_figure(np.array([np.nan]), np.ones(3))
 
 
-def _stats_rows(kimgs, metrics_every=2):
+def _stats_rows(kimgs):
+    """stats.jsonl rows as `tfstylegan.training.loop` writes them (RunReporter.scalars)."""
     rows = []
     for tick, kimg in enumerate(kimgs, start=1):
         row = {"Progress/tick": tick, "Progress/kimg": kimg, "Progress/step": tick * 10,
@@ -196,10 +197,15 @@ def _stats_rows(kimgs, metrics_every=2):
                "Loss/signs/real": 0.1, "Loss/signs/fake": -0.1,
                "Timing/sec_per_tick": 3.0, "Timing/sec_per_kimg": 30.0 + tick, "Timing/img_per_sec": 33.0,
                "Resources/peak_host_mem_gb": 2.5}
-        if tick % metrics_every == 0:
-            row["Metrics/fid"] = 100.0 / tick
         rows.append(row)
     return rows
+
+
+def _metrics_rows(kimgs):
+    """metrics.jsonl rows as `--metrics` writes them (RunReporter.metrics, snapshot_metrics.metrics_row)."""
+    return [{"results": {"fid": 100.0 / kimg, "kid": 0.01 * kimg}, "kimg": kimg, "step": 10, "tick": 2,
+             "checkpoint": "ckpt-10", "num_images": 50, "split": "train", "total_time": 3.0, "timestamp": 1.0}
+            for kimg in kimgs]
 
 
 def _write_stats(path, rows):
@@ -228,7 +234,7 @@ def test_read_stats_keeps_the_history_of_a_resumed_run(tmp_path, capsys):
     ("\n\n", "holds no ticks yet"),
     ('{"Progress/kimg": 1.0}\nnot json\n{"Progress/kimg": 2.0}\n', "line 2 is not JSON"),
     ('[1, 2]\n', "line 1 is not a JSON object"),
-    ('{"loss": 1.0}\n', "no number 'Progress/kimg'"),
+    ('{"loss": 1.0}\n', "line 1 has no number kimg"),
 ])
 def test_read_stats_bad_files(tmp_path, content, message):
     path = tmp_path / "stats.jsonl"
@@ -239,11 +245,27 @@ def test_read_stats_bad_files(tmp_path, content, message):
     assert str(path) in str(info.value)
 
 
-def test_training_curves_panels_and_lines():
+def test_read_metrics(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert plots.read_metrics(path) == []  # a run without --metrics
+    _write_stats(path, _metrics_rows([1.0, 2.0]) + _metrics_rows([2.0, 4.0]))  # resumed at 1.0 kimg
+    assert plots.read_metrics(path) == [{"Progress/kimg": 1.0, "Metrics/fid": 100.0, "Metrics/kid": 0.01},
+                                        {"Progress/kimg": 2.0, "Metrics/fid": 50.0, "Metrics/kid": 0.02},
+                                        {"Progress/kimg": 4.0, "Metrics/fid": 25.0, "Metrics/kid": 0.04}]
+    path.write_text('{"kimg": 1.0, "fid": 3.0}\n')
+    with pytest.raises(UserError, match="no 'results' object"):
+        plots.read_metrics(path)
+    path.write_text('{"kimg": 1.0, "results": {}}\n{"kimg"\n{"kimg": 2.0, "results": {}}\n')
+    with pytest.raises(UserError, match="metrics.jsonl line 2 is not JSON"):
+        plots.read_metrics(path)
+
+
+def test_training_curves_panels_and_lines(tmp_path):
     rows = _stats_rows([0.5, 1.0, 1.5, 2.0])
-    fig = plots.training_curves_figure(rows)
+    _write_stats(tmp_path / "metrics.jsonl", _metrics_rows([1.0, 2.0]))
+    fig = plots.training_curves_figure(rows + plots.read_metrics(tmp_path / "metrics.jsonl"))
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    assert titles == ["losses", "R1 penalty", "path-length penalty", "ADA p", "s/kimg", "fid"]
+    assert titles == ["losses", "R1 penalty", "path-length penalty", "ADA p", "s/kimg", "fid", "kid"]
     by_title = {ax.get_title(): ax for ax in fig.axes}
     g, d = by_title["losses"].lines
     assert g.get_label() == "G" and list(g.get_xdata()) == [0.5, 1.0, 1.5, 2.0]
@@ -251,9 +273,9 @@ def test_training_curves_panels_and_lines():
     np.testing.assert_allclose(d.get_ydata(), [1.05, 1.1, 1.15, 1.2])
     assert list(by_title["path-length penalty"].lines[0].get_xdata()) == [1.0, 1.5, 2.0]  # null skipped
     fid = by_title["fid"].lines[0]
-    assert list(fid.get_xdata()) == [1.0, 2.0] and list(fid.get_ydata()) == [50.0, 25.0]
+    assert list(fid.get_xdata()) == [1.0, 2.0] and list(fid.get_ydata()) == [100.0, 50.0]
     # Without metrics and penalties the panels are left out.
-    bare = [{k: v for k, v in r.items() if not k.startswith(("Metrics/", "Loss/r1", "Loss/pl"))} for r in rows]
+    bare = [{k: v for k, v in r.items() if not k.startswith(("Loss/r1", "Loss/pl"))} for r in rows]
     assert [ax.get_title() for ax in plots.training_curves_figure(bare).axes if ax.get_visible()] == [
         "losses", "ADA p", "s/kimg"]
     with pytest.raises(UserError, match="No training scalars"):
@@ -269,6 +291,7 @@ def _launch(*args):
 def test_plot_run_launcher(tmp_path):
     run = tmp_path / "00000-tiny"
     _write_stats(run / "stats.jsonl", _stats_rows([0.5, 1.0, 1.5]))
+    _write_stats(run / "metrics.jsonl", _metrics_rows([1.0]))
     result = _launch("--run", str(run))
     assert result.returncode == 0, result.stderr
     curves = run / "figures" / "training_curves"
@@ -276,7 +299,8 @@ def test_plot_run_launcher(tmp_path):
                                                               "training_curves.svg"}
     assert result.stdout.count("wrote ") == 3
     png = Image.open(curves.with_suffix(".png"))
-    assert png.size == (3 * 360, 2 * 260 + 24)  # 6 panels in 3 columns, a title line
+    assert png.size == (3 * 360, 3 * 260 + 24)  # 5 + fid + kid panels in 3 columns, a title line
+    assert ">fid<" in curves.with_suffix(".svg").read_text()
     # Missing stats.jsonl: a clean message and exit status 1, no traceback.
     empty = tmp_path / "empty-run"
     empty.mkdir()
