@@ -32,6 +32,15 @@ def test_atomic_dir_leaves_nothing_on_failure_and_renames_on_success(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_atomic_dir_replacing_a_file_leaves_no_debris(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("a file where the folder goes")
+    with atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (target / "new.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the replaced file is not left as .out.*.old
+
+
 def test_atomic_file_writes_keep_the_old_version_on_failure(tmp_path):
     path = tmp_path / "a.json"
     write_json(path, {"x": 1})

@@ -74,7 +74,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # `path` was a file or a link: rmtree would leave it behind as `.name.*.old`
+                old.unlink(missing_ok=True)
         else:
             os.replace(tmp, path)
     except BaseException:
