@@ -6,9 +6,9 @@ Launchers are thin: flags -> config -> one library call. `run(main)` turns a
 
 The console shows the launcher's own lines: unless `--verbosity` is given or the user set
 `TF_CPP_MIN_LOG_LEVEL`, TensorFlow's C++ logging is turned off before TensorFlow is imported
-(`TF_CPP_MIN_LOG_LEVEL=2`). TF 2.21 prints a few start-up lines (oneDNN, CUDA stubs, cuInit) before
-it reads that variable, so the import and the device discovery run with file descriptor 2 sent to a
-temporary file, which is shown if the import fails.
+(`TF_CPP_MIN_LOG_LEVEL=3`; errors still surface as Python exceptions). TF 2.21 prints a few start-up
+lines (oneDNN, CUDA stubs, cuInit) before it reads that variable, so the import and the device
+discovery run with file descriptor 2 sent to a temporary file, which is shown if the import fails.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def quiet_tensorflow() -> None:
         return
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ and _OURS not in os.environ:
         return  # the user chose; respect it
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ[_OURS] = "1"  # launchers started by this one (the demo's stages) quieten TensorFlow too
     with _stderr_to_file():
         import tensorflow as tf  # the start-up lines go to the capture
