@@ -46,6 +46,8 @@ _PROFILE = flags.DEFINE_string("profile_dir", None, "Write a TensorBoard profile
 _COMPARE = flags.DEFINE_bool("compare", False, "Measure XLA on/off x fused/non-fused modconv (fresh process each).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the networks and the synthetic data.")
 _JSON = flags.DEFINE_string("json", None, "Write the report as JSON here (atomically).")
+_TARGETS = flags.DEFINE_string("targets", None, "Reference numbers and targets to compare with (JSON; default "
+                               "launchers/configs/benchmark_targets.json).")
 
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +64,7 @@ def _child_flags(xla: bool, fused: bool, json_path: str) -> list[str]:
 
 
 def _compare(options) -> dict:
-    from tfstylegan.apps.benchmark import format_comparison
+    from tfstylegan.apps.benchmark_report import format_comparison
     from tfstylegan.config import get_preset
     from tfstylegan.utils.errors import UserError
 
@@ -94,8 +96,10 @@ def _compare(options) -> dict:
 
 
 def main(argv):
-    from tfstylegan.apps import benchmark
+    from tfstylegan.apps import benchmark, benchmark_report
     from tfstylegan.utils.io import write_json
+
+    spec = benchmark_report.load_targets(_TARGETS.value or benchmark_report.DEFAULT_TARGETS)
 
     options = benchmark.BenchmarkOptions(
         preset=_PRESET.value, batch_size=_BATCH.value or None, xla=_XLA.value, fused_modconv=_FUSED.value,
@@ -107,8 +111,9 @@ def main(argv):
     else:
         benchmark.configure_runtime(_DEVICE.value, _INTRA.value, _INTER.value)
         report = benchmark.run_benchmark(options, log=lambda msg: print(msg, flush=True))
+    report = benchmark_report.compare(report, spec)
     report["command"] = " ".join(["python -m launchers.benchmark", *sys.argv[1:]])
-    print("\n" + benchmark.format_report(report))
+    print("\n" + benchmark_report.format_report(report))
     if _JSON.value:
         write_json(_JSON.value, report)
         print(f"wrote {_JSON.value}")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tfstylegan.apps import benchmark
+from tfstylegan.apps import benchmark, benchmark_report
+from tfstylegan.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,18 +38,29 @@ def _report(**kw):
     return r
 
 
+def _targets(report):
+    return benchmark_report.compare(report, benchmark_report.load_targets())["targets"]
+
+
 def test_targets():
-    t = benchmark.targets(_report())
+    t = _targets(_report())
     assert t["cpu_train_1.5x_reference"]["applicable"] and t["cpu_train_1.5x_reference"]["met"]  # 300 <= 353.3
     assert t["cpu_generator_1.5x_reference"]["met"]  # 30 >= 1.5 * 19
     assert not t["gpu_s_per_kimg"]["applicable"]
-    t = benchmark.targets(_report(s_per_kimg=360.0, generator_img_per_s=28.0))
+    t = _targets(_report(s_per_kimg=360.0, generator_img_per_s=28.0))
     assert not t["cpu_train_1.5x_reference"]["met"] and not t["cpu_generator_1.5x_reference"]["met"]
-    assert not benchmark.targets(_report(preset="tiny"))["cpu_train_1.5x_reference"]["applicable"]
-    t = benchmark.targets(_report(preset="auto", batch_size=16, device="gpu", mixed_precision=True, xla=True,
-                                  s_per_kimg=5.0, memory={"gpu_peak_gb": 6.0}))
+    assert not _targets(_report(preset="tiny"))["cpu_train_1.5x_reference"]["applicable"]
+    t = _targets(_report(preset="auto", batch_size=16, device="gpu", mixed_precision=True, xla=True,
+                         s_per_kimg=5.0, memory={"gpu_peak_gb": 6.0}))
     assert t["gpu_s_per_kimg"]["applicable"] and t["gpu_s_per_kimg"]["met"]
     assert t["gpu_memory"]["applicable"] and not t["gpu_memory"]["met"]
+
+
+def test_targets_file_errors_are_clean(tmp_path):
+    bad = tmp_path / "targets.json"
+    bad.write_text("{}")
+    with pytest.raises(UserError, match="not a benchmark targets file"):
+        benchmark_report.load_targets(bad)
 
 
 def test_graph_flops_counts_a_matmul():
@@ -95,7 +107,8 @@ def test_launcher_tiny_report(tmp_path):
     for net in ("generator", "discriminator"):
         assert _positive(report[net]["flops_per_img"]) and _positive(report[net]["flop_per_s"])
     # training costs more than one G forward plus one D forward per image
-    assert report["train_flops_per_img"] > report["generator"]["flops_per_img"] + report["discriminator"]["flops_per_img"]
+    forward = report["generator"]["flops_per_img"] + report["discriminator"]["flops_per_img"]
+    assert report["train_flops_per_img"] > forward
     assert _positive(report["memory"]["host_peak_gb"])
     assert report["memory"]["gpu_peak_gb"] is None
     assert isinstance(report["targets_met"], dict)  # no target applies to tiny

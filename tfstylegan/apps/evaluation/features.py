@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.progress import Progress
@@ -15,8 +17,6 @@ class Judge:
     """The fine-tuned classifier as a batched numpy feature/probability extractor (one traced function)."""
 
     def __init__(self, model, batch_size: int = 32):
-        import tensorflow as tf
-
         self.model = model
         self.class_names = [str(c) for c in model.class_names]
         self.batch_size = int(batch_size)
@@ -52,9 +52,6 @@ class InceptionFeatures:
     """
 
     def __init__(self, weights_path: str | os.PathLike, size: int = 299, batch_size: int = 32):
-        import keras
-        import tensorflow as tf
-
         path = Path(weights_path)
         if not path.is_file():
             raise UserError(f"--inception_weights file {path} does not exist. Pass a local notop InceptionV3 "

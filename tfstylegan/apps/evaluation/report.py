@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 STUDY_ROW = "pooled"
 """The row whose IS compares with the study's 2.6 (real) vs 2.4 (generated): the IS over all classes. Per class,
@@ -42,14 +43,10 @@ def results_table(results: dict[str, Any]) -> str:
 
 
 def summaries_writer(path: Path):
-    import tensorflow as tf
-
     return tf.summary.create_file_writer(str(path))
 
 
 def tb_image(writer, name: str, image: np.ndarray) -> None:
-    import tensorflow as tf
-
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[..., None]
@@ -58,8 +55,6 @@ def tb_image(writer, name: str, image: np.ndarray) -> None:
 
 
 def tb_scalars(writer, prefix: str, metrics: dict[str, Any]) -> None:
-    import tensorflow as tf
-
     with writer.as_default():
         for key, value in metrics.items():
             if isinstance(value, bool) or value is None:
