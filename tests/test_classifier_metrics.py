@@ -9,8 +9,9 @@ from PIL import Image
 
 from classifier.metrics import (classification_metrics, confusion_matrix, evaluate_classifier,
                                 render_confusion_matrix, write_metrics)
+from tfstylegan.data.classes import CLASS_NAMES
 
-NAMES = ["meningioma", "glioma", "pituitary"]
+NAMES = list(CLASS_NAMES)
 # 10 examples. True: 3 meningioma, 4 glioma, 3 pituitary.
 LABELS = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
 PREDS = [0, 1, 0, 1, 1, 2, 1, 2, 2, 0]

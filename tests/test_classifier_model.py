@@ -7,9 +7,10 @@ import tensorflow as tf
 
 from classifier.model import (FEATURE_DIM, TumorClassifier, build_classifier, from_uint8, load_classifier,
                               predict_features_and_probs, save_classifier)
+from tfstylegan.data.classes import CLASS_NAMES
 from tfstylegan.utils.errors import UserError
 
-CLASSES = ("meningioma", "glioma", "pituitary")
+CLASSES = CLASS_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ from classifier.model import build_classifier, save_classifier
 from classifier.weights import (IMAGENET_FILENAME, IMAGENET_URL, build_with_weights, resolve_weights,
                                 weights_equal)
 from tfstylegan.utils.errors import UserError
+from tfstylegan.data.classes import CLASS_NAMES
 
-CLASSES = ("meningioma", "glioma", "pituitary")
+CLASSES = CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
