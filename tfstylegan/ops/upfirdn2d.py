@@ -25,15 +25,8 @@ Implementations (`impl`):
   them at trace time (a `setup_filter` constant, numpy array or list, not a tensor
   passed into the tf.function) and static H and W; otherwise it falls back to `'conv'`.
 
-Why (measured on the 2-core CPU of the dev machine, TF 2.21, 4x4 [1,3,3,1] filter,
-x [16, 32, 32, 128], forward / forward+backward in ms): under XLA depthwise conv
-98 / 192, separable depthwise 99 / 207, channels-into-batch conv2d 51 / 135, taps
-1.6 / 8.0; for down=2: 36 / 193, 48 / 148, 19 / 52, taps 1.5 / 5.9. Without XLA the
-ranking flips (eager: depthwise 4.4, taps 13.8; graph-mode gradient: depthwise 5.5,
-taps 112, strided-slice gradients are slow there), hence the two fast paths. Through
-the public API, `downsample2d` forward+backward on that shape: 'fast' under XLA 15,
-'conv' under XLA 710, 'ref' under XLA 917, 'fast' in a plain tf.function 14 ms;
-`upsample2d` of [16, 128, 128, 1] images under XLA: 'fast' 2.2, 'conv' 138, 'ref' 114 ms.
+Why two fast paths: XLA fuses the elementwise taps and is slow on depthwise convolutions, while
+without XLA the ranking flips; the measurements behind this are in docs/PERFORMANCE_NOTES.md.
 
 All paths support gradients of any order (R1 needs grad-of-grad through
 `downsample2d`) and compile under `jit_compile=True`.
