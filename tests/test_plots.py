@@ -16,10 +16,11 @@ from matplotlib.container import BarContainer
 from PIL import Image
 
 from tfstylegan.apps import plots
+from tfstylegan.data.classes import CLASS_NAMES
 from tfstylegan.utils import charts
 from tfstylegan.utils.errors import UserError
 
-NAMES = ("meningioma", "glioma", "pituitary")
+NAMES = CLASS_NAMES
 ROOT = Path(__file__).resolve().parents[1]
 
 
