@@ -233,6 +233,10 @@ class TrainConfig(_ConfigMixin):
     seed: int = 0
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # inf/NaN pass every comparison below as often as not
+            v = getattr(self, f.name)
+            _check(all(math.isfinite(x) for x in (v if isinstance(v, tuple) else (v,)) if isinstance(x, float)),
+                   f"TrainConfig: {f.name} must be finite. Received: {f.name}={v}")
         _check(self.batch_size >= 1, f"TrainConfig: batch_size must be >= 1. Received: {self.batch_size}")
         _check(self.g_lr > 0 and self.d_lr > 0, f"TrainConfig: learning rates must be > 0. Received: "
                f"g_lr={self.g_lr}, d_lr={self.d_lr}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from tfstylegan.data import figshare, folders, medical
-from tfstylegan.data.classes import ALL_CLASS_NAMES
+from tfstylegan.data.classes import ALL_CLASS_NAMES, SPLITS
 from tfstylegan.data.preprocess import check_settings, preprocess_image, preprocess_mask
 from tfstylegan.data.tfrecords import encode_png, make_example, write_shards
 from tfstylegan.utils.errors import UserError
@@ -36,7 +37,6 @@ from tfstylegan.utils.io import atomic_dir, sha256_file, write_json
 from tfstylegan.utils.progress import Progress
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 FORMATS = ("auto", "figshare", "folders", "csv")
 PREVIEW_IMAGES = 16
 
@@ -278,6 +278,24 @@ def split_patients(patient_classes: dict[str, list[str]], fractions: tuple[float
     return out
 
 
+def split_shortfall(assignment: dict[str, str], fractions: tuple[float, float, float],
+                    tolerance: float = 0.05) -> str | None:
+    """A sentence when the patient split is further than `tolerance` from the fractions asked for, else None.
+
+    Small data cannot follow fractions like 0.98,0.01,0.01: each class with >= 3 patients gives val
+    and test one patient each (`split_patients`), so the user is told what the split became.
+    (`prepare` allows one patient of the smallest class: 1/4 with 4 patients per class.)
+    """
+    n = len(assignment)
+    got = [sum(1 for s in assignment.values() if s == name) for name in SPLITS]
+    if n == 0 or all(abs(k / n - f) <= tolerance for k, f in zip(got, fractions)):
+        return None
+    asked = ",".join(f"{f:g}" for f in fractions)
+    became = " / ".join(f"{name} {k} ({100 * k / n:.0f}%)" for name, k in zip(SPLITS, got))
+    return (f"--split {asked} on {n} patients became {became}: per class, a split asked for gets at least one "
+            "patient (val and test) and train at least one. Use more data, or --split 1,0,0 for no val/test.")
+
+
 def _split_by_fold(items: list[_Item], fold: int, cvind_name: str | None) -> dict[str, str]:
     if cvind_name is None:
         raise UserError(f"--fold {fold} needs the Figshare cvind.mat in --source; it was not found. "
@@ -391,6 +409,10 @@ def prepare(source: str | os.PathLike, out: str | os.PathLike, format: str = "au
         for it in items:
             pc[it.patient_id].append(it.class_name)
         assignment = split_patients(pc, fractions, int(seed))
+        smallest = min(Counter(Counter(v).most_common(1)[0][0] for v in pc.values()).values())
+        note = split_shortfall(assignment, fractions, tolerance=max(0.05, 1 / smallest))
+        if note:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
 
     class_names = [c for c in ALL_CLASS_NAMES if any(it.class_name == c for it in items)]
     grouped: dict[tuple[str, str], list[_Item]] = defaultdict(list)
