@@ -19,7 +19,8 @@ from absl import flags
 from tfstylegan.utils.cli import run
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run/checkpoint folder (conditional or per-class), or "
-                                  "per-class folders as class=PATH,class=PATH,...", required=True)
+                                  "per-class folders (or official .pkl files) as class=PATH,class=PATH,...",
+                                  required=True)
 _CLASSIFIER = flags.DEFINE_string("classifier", None, "The judge: classifier.keras from launchers/train_classifier.",
                                   required=True)
 _DATA = flags.DEFINE_string("data", None, "The prepared dataset (launchers/prepare_data.py).", required=True)
@@ -29,9 +30,9 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 300, "Real and generated images
                                    "more is more reliable).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Real split compared with (all splits are "
                            "used, and the results say so, when it has fewer than --num_images).")
-_PSI = flags.DEFINE_float("truncation_psi", 1.0, "Truncation psi of the generated images (1 = none).")
+_PSI = flags.DEFINE_float("truncation_psi", 1.0, "Truncation psi of the generated images (1 = none; finite).")
 _NOISE = flags.DEFINE_enum("noise_mode", "const", ["const", "random", "none"], "Generator noise.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per generator / judge call.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Images per generator / judge call.")
 _IS_SPLITS = flags.DEFINE_integer("is_splits", 10, "Inception Score splits.")
 _KID_SUBSETS = flags.DEFINE_integer("kid_subsets", 100, "KID subsets.")
 _PR_K = flags.DEFINE_integer("pr_k", 3, "k of the precision/recall manifolds.")
@@ -52,10 +53,18 @@ _UTILITY_SETTINGS = flags.DEFINE_list("utility_settings", ["real", "real+synthet
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of KID subsets, PPL sampling and the pooled IS shuffle.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress lines.")
 
+# The official StyleGAN2 tools' names (and this launcher's earlier --batch_size).
+flags.DEFINE_alias("network", "checkpoint")
+flags.DEFINE_alias("trunc", "truncation_psi")
+flags.DEFINE_alias("outdir", "out")
+flags.DEFINE_alias("batch_size", "batch")
+
 
 def main(argv):
     from tfstylegan.apps.evaluation.run import EvaluationConfig, evaluate
+    from tfstylegan.apps.generation import check_truncation_psi
 
+    check_truncation_psi(_PSI.value)
     config = EvaluationConfig(
         num_images=_NUM_IMAGES.value, split=_SPLIT.value, truncation_psi=_PSI.value, noise_mode=_NOISE.value,
         batch_size=_BATCH.value, is_splits=_IS_SPLITS.value, kid_subsets=_KID_SUBSETS.value, pr_k=_PR_K.value,

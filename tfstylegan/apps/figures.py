@@ -2,14 +2,14 @@
 style mixing and fixed-step interpolation in W.
 
 Figures are uint8 grids padded in white; models trained with masks (`img_channels == 2`) show
-the mask beside each image (`side_by_side`).
+the mask beside each image (`side_by_side`); RGB models give RGB figures.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,18 +20,23 @@ from tfstylegan.utils.images import image_grid, to_uint8
 FIGURE_PADDING = 2
 FIGURE_PAD_VALUE = 255
 
+
 def side_by_side(images: np.ndarray) -> np.ndarray:
-    """[N, H, W, C] -> [N, H, C*W, 1]: each channel (image, then mask) next to the other."""
+    """Image + mask [N, H, W, 2] -> [N, H, 2*W, 1], the mask right of the image; gray or RGB images unchanged."""
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"side_by_side expects [N, H, W, C]. Received: shape={images.shape}")
     n, h, w, c = images.shape
-    return np.transpose(images, (0, 1, 3, 2)).reshape(n, h, c * w, 1) if c > 1 else images
+    return np.transpose(images, (0, 1, 3, 2)).reshape(n, h, c * w, 1) if c == 2 else images
 
 
 def figure_grid(images: np.ndarray, grid_w: int | None = None) -> np.ndarray:
-    """float images [N, H, W, C] (masks beside images) -> a padded uint8 grid [rows*H', cols*W', 1]."""
-    tiles = side_by_side(to_uint8(images))
+    """Images [N, H, W, C] (float in [-1, 1], or uint8 already converted) -> a padded uint8 grid.
+
+    C = 1 or 2 (masks beside images) give [rows*H', cols*W', 1]; C = 3 (RGB) gives [.., .., 3].
+    """
+    images = np.asarray(images)
+    tiles = side_by_side(images if images.dtype == np.uint8 else to_uint8(images))
     return image_grid(tiles, grid_w=grid_w, padding=FIGURE_PADDING, pad_value=FIGURE_PAD_VALUE)
 
 

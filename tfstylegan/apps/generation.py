@@ -4,36 +4,97 @@ A seed means the same image everywhere: z = `np.random.RandomState(seed).randn(1
 (`seed_to_z`, the official tools' convention), noise 'const' by default, and the 8-bit
 conversion `clip(img * 127.5 + 128, 0, 255)` (`tfstylegan.utils.images.to_uint8`).
 
-A `ClassGenerator` is one generator bound to one class: a per-class checkpoint, or a
-conditional checkpoint with the class's one-hot label. `load_class_generators` turns the
-launchers' `--checkpoint` value (`PATH` or `cls=PATH,cls=PATH`) into them.
+A `ClassGenerator` is one generator bound to one class (by name or index): a per-class
+checkpoint, or a conditional checkpoint with the class's one-hot label. `load_class_generators`
+turns the launchers' `--checkpoint` value (`PATH` or `cls=PATH,cls=PATH`) into them; a PATH may
+also be an official TF1 `.pkl`, converted in memory (`load_network`).
 
-Models trained with masks (`img_channels == 2`) output the image in channel 0 and the tumor
-mask in channel 1. The study's figures are in `tfstylegan.apps.figures`.
+Images stream: `iter_images` yields one batch at a time and `write_images` writes each batch's
+PNGs (atomically) before making the next, so `parse_seed_ranges('0-10000000')` runs in the
+memory of one batch and an interrupted run keeps every file it finished. psi and z are checked
+to be finite (NaN/inf would give black images).
+
+Channels: 1 (gray), 2 (image + tumor mask, trained with masks), 3 (RGB, e.g. an imported official
+network). The study's figures are in `tfstylegan.apps.figures`.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
+import math
 import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from tfstylegan.networks.synthesis import NOISE_MODES, check_noise_mode
+from tfstylegan.networks.synthesis import check_noise_mode
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, to_uint8, to_uint16, upscale_for_viewing
 from tfstylegan.utils.progress import Progress
 
 MAX_SEED = 2 ** 32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
+FIGURE_MAX_IMAGES = 1024  # the mosaic (Fig. 4) shows at most this many of the first seeds
 
 
 # --- seeds ---------------------------------------------------------------------------------------------------
 
-def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
-    """'0,1,7', '0-9' (inclusive) or mixtures like '0-3,10,20-22' -> a list of unique seeds in order.
+class Seeds(Sequence):
+    """Unique seeds in order, held as ranges: `--seeds 0-10000000` costs a few bytes, not 10M Python ints.
+
+    A `Sequence[int]` (len, indexing, slicing, iteration); equal to a list with the same seeds.
+    """
+
+    def __init__(self, ranges: Sequence[range] = ()):
+        self._ranges = [r for r in ranges if len(r)]
+        if any(r.step != 1 for r in self._ranges):
+            raise ValueError("Seeds holds unit-step ranges only.")
+        self._starts = list(itertools.accumulate([0] + [len(r) for r in self._ranges]))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self._ranges)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            out = []
+            for r, offset in zip(self._ranges, self._starts):
+                lo, hi = max(start - offset, 0), min(stop - offset, len(r))
+                if lo < hi:
+                    out.append(r[lo:hi])
+            return Seeds(out)
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"seed index {index} out of range for {len(self)} seeds")
+        k = bisect.bisect_right(self._starts, i) - 1
+        return self._ranges[k][i - self._starts[k]]
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Seeds):
+            return self._ranges == other._ranges
+        if isinstance(other, (list, tuple, range)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        parts = [f"{r.start}" if len(r) == 1 else f"{r.start}-{r.stop - 1}" for r in self._ranges]
+        return f"Seeds({','.join(parts)!r})"
+
+
+def parse_seed_ranges(spec: str | int | Sequence[int]) -> Seeds:
+    """'0,1,7', '0-9' (inclusive) or mixtures like '0-3,10,20-22' -> unique `Seeds` in order, without a list.
+
+    Repeated seeds keep their first position ('5,0-7' is 5, 0, 1, 2, 3, 4, 6, 7).
 
     Raises:
       UserError: empty, malformed, descending or out-of-range entries (seeds lie in [0, 2**32 - 1]).
@@ -44,7 +105,8 @@ def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
         parts = [p.strip() for p in spec.split(",")]
     else:
         parts = [str(int(s)) for s in spec]
-    seeds: list[int] = []
+    ranges: list[range] = []
+    covered: list[list[int]] = []  # sorted, disjoint [lo, hi) intervals already taken
     for part in parts:
         if not part:
             continue
@@ -58,10 +120,39 @@ def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
             raise UserError(f"Seed range {part!r} is descending; write it as {hi}-{lo}.")
         if hi > MAX_SEED:
             raise UserError(f"Seeds must lie in [0, {MAX_SEED}]. Received: {part!r} in --seeds={spec!r}")
-        seeds.extend(range(lo, hi + 1))
-    if not seeds:
+        lo, hi = lo, hi + 1
+        # the pieces of [lo, hi) not taken yet, in order
+        k = bisect.bisect_left(covered, lo, key=lambda c: c[1])  # first interval ending at or after lo
+        cursor = lo
+        for c_lo, c_hi in covered[k:]:
+            if c_lo >= hi:
+                break
+            if c_lo > cursor:
+                ranges.append(range(cursor, c_lo))
+            cursor = max(cursor, c_hi)
+        if cursor < hi:
+            ranges.append(range(cursor, hi))
+        # merge [lo, hi) into the covered intervals
+        j = k
+        while j < len(covered) and covered[j][0] <= hi:
+            lo, hi = min(lo, covered[j][0]), max(hi, covered[j][1])
+            j += 1
+        covered[k:j] = [[lo, hi]]
+    merged: list[range] = []
+    for r in ranges:  # contiguous pieces ('0,1,2') as one range
+        if merged and merged[-1].stop == r.start:
+            merged[-1] = range(merged[-1].start, r.stop)
+        else:
+            merged.append(r)
+    seeds = Seeds(merged)
+    if not len(seeds):
         raise UserError(f"--seeds is empty. Pass seeds like --seeds=0,1,7 or --seeds=0-99. Received: {spec!r}")
-    return list(dict.fromkeys(seeds))  # unique, first occurrence order
+    return seeds
+
+
+def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
+    """`parse_seed_ranges` as a list of ints (for short seed lists; the launcher streams `Seeds`)."""
+    return list(parse_seed_ranges(spec))
 
 
 def parse_indices(spec: str, limit: int, name: str) -> list[int]:
@@ -71,6 +162,19 @@ def parse_indices(spec: str, limit: int, name: str) -> list[int]:
     if bad:
         raise UserError(f"{name} must lie in [0, {limit - 1}]. Received: {bad} in {spec!r}")
     return values
+
+
+def check_truncation_psi(truncation_psi: float, name: str = "--truncation_psi") -> float:
+    """Returns psi as a float; a UserError unless it is a finite number (NaN or inf would give black images)."""
+    try:
+        psi = float(truncation_psi)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a number (1 = no truncation; 0.5-0.7 is typical). "
+                        f"Received: {truncation_psi!r}") from None
+    if not math.isfinite(psi):
+        raise UserError(f"{name} must be a finite number (1 = no truncation; 0.5-0.7 is typical); {psi} would "
+                        f"make every image NaN, i.e. black. Received: {name}={truncation_psi}")
+    return psi
 
 
 # --- generators bound to a class ----------------------------------------------------------------------------
@@ -111,10 +215,48 @@ class ClassGenerator:
         return c
 
 
-def _load_generator(path: str):
+def _official_pickle_generator(path: Path):
+    """(G_ema, run_info) of an official NVlabs TF1 `.pkl`, converted in memory (nothing from the file is run).
+
+    The network keeps its own resolution and channels (RGB stays RGB, as the official
+    generate.py renders it); the preset only has to match its mapping depth. Use
+    launchers/import_pretrained.py to keep the converted networks (and to fine-tune them).
+    """
+    from tfstylegan.config import PRESET_NAMES, get_preset
+    from tfstylegan.export import legacy
+
+    _, _, Gs = legacy.load_official_pickle(path)
+    kwargs = Gs.static_kwargs
+    mapping = int(kwargs.get("mapping_layers", 8))
+    presets = [n for n in ("paper256", "auto") + tuple(PRESET_NAMES)
+               if get_preset(n).generator.mapping_layers == mapping]
+    if not presets:
+        raise UserError(f"{path}: no preset has the pickle's {mapping} mapping layers; it cannot be converted.")
+    print(f"note: converting the official pickle {path} on the fly (nothing in it is executed); "
+          "launchers/import_pretrained.py keeps the converted checkpoint.", flush=True)
+    _, _, G_ema, preset, info = legacy.convert_official_pickle(
+        path, preset=presets[0], resolution=int(kwargs.get("resolution", 1024)),
+        img_channels=int(kwargs.get("num_channels", 3)))
+    run_info = {"preset": preset.to_dict(), "class_names": [], "class_name": None, "conditional": False,
+                "with_mask": False, "data": None, "options": {"imported": info}}
+    return G_ema, run_info
+
+
+def load_network(path: str | os.PathLike):
+    """(G_ema, run_info) of a run folder, checkpoint folder, or an official `.pkl` (converted on the fly)."""
+    p = Path(path)
+    if p.suffix.lower() == ".pkl":
+        if not p.is_file():
+            raise UserError(f"{p} does not exist. Pass an official StyleGAN2 / StyleGAN2-ADA TF1 pickle, or a run "
+                            "folder.")
+        return _official_pickle_generator(p)
     from tfstylegan.training.checkpoint import load_generator
 
     return load_generator(path)
+
+
+def _load_generator(path: str):
+    return load_network(path)
 
 
 def parse_checkpoint_spec(spec: str) -> dict[str | None, str]:
@@ -142,17 +284,34 @@ def parse_checkpoint_spec(spec: str) -> dict[str | None, str]:
     return out
 
 
-def bind_class(G, run_info: dict, checkpoint: str, class_name: str | None) -> ClassGenerator:
+def resolve_class_name(class_name: str | int | None, known: Sequence[str], checkpoint: str) -> str | None:
+    """A class given by name or by its index among the run's classes (`--class 1`, as the official tools)."""
+    if class_name is None:
+        return None
+    name = str(class_name).strip()
+    if name in known or not re.fullmatch(r"\d+", name):
+        return name
+    index = int(name)
+    if not known:
+        raise UserError(f"{checkpoint} records no class names, so --class {index} means nothing. Pass no --class.")
+    if index >= len(known):
+        listing = ", ".join(f"{i}={c}" for i, c in enumerate(known))
+        raise UserError(f"--class {index} is out of range: {checkpoint} knows the classes {listing}.")
+    return known[index]
+
+
+def bind_class(G, run_info: dict, checkpoint: str, class_name: str | int | None) -> ClassGenerator:
     """Binds a loaded generator to `class_name`, checking it against the run's classes.
 
-    Conditional models need a class among `run_info['class_names']`; per-class models accept
-    their own class (or None, which means it).
+    Conditional models need a class among `run_info['class_names']` (by name or index);
+    per-class models accept their own class (or None, which means it).
     """
     known = [str(c) for c in run_info.get("class_names") or []]
+    class_name = resolve_class_name(class_name, known, checkpoint)
     if int(G.c_dim) > 0:
         if class_name is None:
             raise UserError(f"{checkpoint} is a conditional model; choose the class with --class_name "
-                            f"(one of {', '.join(known)}).")
+                            f"(one of {', '.join(known)}, or its index).")
         if class_name not in known:
             raise UserError(f"{checkpoint} knows the classes {', '.join(known)}; there is no class "
                             f"{class_name!r}. Pass --class_name with one of them.")
@@ -164,8 +323,8 @@ def bind_class(G, run_info: dict, checkpoint: str, class_name: str | None) -> Cl
     return ClassGenerator(G, class_name or own, None, run_info, str(checkpoint))
 
 
-def load_class_generator(checkpoint: str, class_name: str | None = None) -> ClassGenerator:
-    """Loads one checkpoint (G_ema) and binds it to `class_name` (see `bind_class`)."""
+def load_class_generator(checkpoint: str, class_name: str | int | None = None) -> ClassGenerator:
+    """Loads one checkpoint (G_ema) or official `.pkl` and binds it to `class_name` (see `bind_class`)."""
     G, run_info = _load_generator(checkpoint)
     return bind_class(G, run_info, checkpoint, class_name)
 
@@ -201,18 +360,39 @@ def load_class_generators(spec: str) -> dict[str, ClassGenerator]:
 
 # --- generation ---------------------------------------------------------------------------------------------
 
+def z_to_ws(gen: ClassGenerator, z: np.ndarray, truncation_psi: float = 1.0, batch_size: int = 64) -> np.ndarray:
+    """z float [N, z_dim] -> ws float32 [N, num_ws, w_dim] (the class's label, truncation).
+
+    Raises:
+      UserError: z is not [N, z_dim] or holds NaN/inf, or psi is not finite (either gives black images).
+    """
+    G = gen.G
+    psi = check_truncation_psi(truncation_psi)
+    z = np.asarray(z, np.float32)
+    if z.ndim != 2 or z.shape[1] != int(G.z_dim):
+        raise UserError(f"z must be [N, {int(G.z_dim)}] (the generator's z_dim). Received: shape={z.shape}")
+    bad = ~np.isfinite(z).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise UserError(f"z holds NaN or inf in {len(rows)} of {len(z)} rows (first: row {int(rows[0])}); the "
+                        "generator would return NaN (black) images. Pass finite z, e.g. seed_to_z(seeds, z_dim).")
+    out = []
+    for i in range(0, len(z), batch_size):
+        zb = z[i:i + batch_size]
+        out.append(np.asarray(G.mapping(zb, gen.labels(len(zb)), truncation_psi=psi)))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros([0, G.num_ws, G.w_dim], np.float32)
+
+
 def seeds_to_ws(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0,
                 batch_size: int = 64) -> np.ndarray:
     """ws float32 [N, num_ws, w_dim] of `seeds` (z from `seed_to_z`, the class's label, truncation)."""
     from tfstylegan.networks import seed_to_z
 
-    G = gen.G
-    z = seed_to_z(list(seeds), int(G.z_dim))
-    out = []
-    for i in range(0, len(z), batch_size):
-        zb = z[i:i + batch_size]
-        out.append(np.asarray(G.mapping(zb, gen.labels(len(zb)), truncation_psi=float(truncation_psi))))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros([0, G.num_ws, G.w_dim], np.float32)
+    check_truncation_psi(truncation_psi)
+    seeds = list(seeds)
+    if not seeds:
+        return np.zeros([0, gen.G.num_ws, gen.G.w_dim], np.float32)
+    return z_to_ws(gen, seed_to_z(seeds, int(gen.G.z_dim)), truncation_psi, batch_size)
 
 
 def _synthesize_random(gen: ClassGenerator, ws: np.ndarray, seed: int, stream: int = 1) -> np.ndarray:
@@ -243,28 +423,46 @@ def synthesize(gen: ClassGenerator, ws: np.ndarray, noise_mode: str = "const", n
     return np.concatenate(out).astype(np.float32)
 
 
-def generate_images(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0,
-                    noise_mode: str = "const", batch_size: int = 16, show_progress: bool = False,
-                    desc: str | None = None) -> np.ndarray:
-    """Images float32 [len(seeds), H, W, C] in about [-1, 1], one per seed.
+def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def iter_images(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0, noise_mode: str = "const",
+                batch_size: int = 16, show_progress: bool = False,
+                desc: str | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yields (seeds of the batch, images float32 [n, H, W, C]) batch after batch: constant memory for any count.
 
     Each image depends only on its seed (and psi, noise mode, class), not on the batching:
     z = `seed_to_z`, 'const' noise by default; 'random' noise is seeded by the image's seed.
+    `seeds` may be a `Seeds` (ranges) of any length: nothing is materialised beyond one batch.
     """
     check_noise_mode(noise_mode)
-    seeds = list(seeds)
+    psi = check_truncation_psi(truncation_psi)
+    if not isinstance(seeds, Sequence):
+        seeds = list(seeds)
+    if int(batch_size) < 1:
+        raise UserError(f"--batch must be >= 1. Received: {batch_size}")
     progress = Progress(len(seeds), desc=desc or f"generate {gen.class_name or ''}".strip(), unit="img",
                         enabled=show_progress)
-    out = []
-    for i in range(0, len(seeds), batch_size):
-        chunk = seeds[i:i + batch_size]
-        ws = seeds_to_ws(gen, chunk, truncation_psi)
+    for chunk in _chunks(seeds, int(batch_size)):
+        ws = seeds_to_ws(gen, chunk, psi)
         if noise_mode == "random":  # per-image noise from the image's own seed
-            out.append(np.concatenate([_synthesize_random(gen, ws[j:j + 1], s) for j, s in enumerate(chunk)]))
+            images = np.concatenate([_synthesize_random(gen, ws[j:j + 1], s) for j, s in enumerate(chunk)])
         else:
-            out.append(synthesize(gen, ws, noise_mode, batch_size=batch_size))
+            images = synthesize(gen, ws, noise_mode, batch_size=int(batch_size))
+        yield chunk, images
         progress.update(len(chunk))
     progress.close()
+
+
+def generate_images(gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0,
+                    noise_mode: str = "const", batch_size: int = 16, show_progress: bool = False,
+                    desc: str | None = None) -> np.ndarray:
+    """Images float32 [len(seeds), H, W, C] in about [-1, 1], one per seed, in memory (see `iter_images`)."""
+    out = [images for _, images in iter_images(gen, seeds, truncation_psi, noise_mode, batch_size, show_progress,
+                                               desc)]
     if not out:
         return np.zeros([0, gen.resolution, gen.resolution, int(gen.G.img_channels)], np.float32)
     return np.concatenate(out)
@@ -285,76 +483,199 @@ def to_pixels(images: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     raise UserError(f"--bit_depth must be 8 or 16. Received: {bit_depth}")
 
 
-def save_images(out_dir: str | os.PathLike, seeds: Sequence[int], images: np.ndarray, bit_depth: int = 8,
-                prefix: str = "seed") -> list[Path]:
-    """Writes `seed%04d.png` per image (and `seed%04d_mask.png` for 2-channel models), each atomically.
+def check_bit_depth(bit_depth: int, img_channels: int) -> None:
+    """16-bit PNGs are grayscale (what PIL writes); RGB models are written at 8 bits."""
+    if int(bit_depth) not in (8, 16):
+        raise UserError(f"--bit_depth must be 8 or 16. Received: {bit_depth}")
+    if int(bit_depth) == 16 and int(img_channels) == 3:
+        raise UserError("--bit_depth 16 is for grayscale models; this model makes RGB images. Use --bit_depth 8.")
 
-    images: float [N, H, W, 1 or 2] in [-1, 1]. The mask is always 8-bit (0/255 in the data).
-    Returns the written image paths (masks not included).
+
+def save_images(out_dir: str | os.PathLike, seeds: Sequence[int], images: np.ndarray, bit_depth: int = 8,
+                prefix: str = "seed", digits: int = 4) -> list[Path]:
+    """Writes `seed%04d.png` per image, each atomically (a kill leaves whole files or none).
+
+    images: float [N, H, W, C] in [-1, 1]: C = 1 (gray), 2 (gray image + tumor mask, written as
+    `seed%04d_mask.png`, always 8-bit: 0/255 in the data) or 3 (RGB, e.g. an official network
+    imported with `--img_channels 3`; 8-bit only). Returns the written image paths (masks not included).
     """
     out_dir = Path(out_dir)
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] not in (1, 2) or len(images) != len(seeds):
-        raise ValueError(f"save_images needs one grayscale image [N, H, W, 1 or 2] per seed. "
+    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3) or len(images) != len(seeds):
+        raise ValueError(f"save_images needs one image [N, H, W, 1 (gray), 2 (gray + mask) or 3 (RGB)] per seed. "
                          f"Received: shape={images.shape}, {len(seeds)} seeds")
+    check_bit_depth(bit_depth, images.shape[-1])
     paths = []
     for seed, img in zip(seeds, images):
-        path = out_dir / f"{prefix}{int(seed):04d}.png"
-        save_png(path, to_pixels(img[..., :1], bit_depth))
+        path = out_dir / f"{prefix}{int(seed):0{int(digits)}d}.png"
+        if img.shape[-1] == 3:
+            save_png(path, to_uint8(img))
+        else:
+            save_png(path, to_pixels(img[..., :1], bit_depth))
         if img.shape[-1] == 2:
-            save_png(out_dir / f"{prefix}{int(seed):04d}_mask.png", to_uint8(img[..., 1:2]))
+            save_png(out_dir / f"{prefix}{int(seed):0{int(digits)}d}_mask.png", to_uint8(img[..., 1:2]))
         paths.append(path)
     return paths
 
 
+def write_images(out_dir: str | os.PathLike, gen: ClassGenerator, seeds: Sequence[int], truncation_psi: float = 1.0,
+                 noise_mode: str = "const", bit_depth: int = 8, batch_size: int = 16, show_progress: bool = False,
+                 on_batch: Callable[[list[int], np.ndarray], None] | None = None) -> int:
+    """Generates and writes `seed%04d.png` batch by batch (see `save_images`); returns the number of images.
+
+    Memory stays that of one batch whatever the number of seeds; each PNG is on disk (whole)
+    before the next batch is generated, so an interrupted run keeps everything written so far.
+    `on_batch(seeds, images)` is called after each batch is written (e.g. to keep a few for figures).
+    """
+    check_bit_depth(bit_depth, int(gen.G.img_channels))
+    count = 0
+    for chunk, images in iter_images(gen, seeds, truncation_psi, noise_mode, batch_size, show_progress):
+        save_images(out_dir, chunk, images, bit_depth)
+        count += len(chunk)
+        if on_batch is not None:
+            on_batch(chunk, images)
+    return count
+
+
 # --- the launcher's work ------------------------------------------------------------------------------------
 
-def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, class_name: str | None = None,
+_PARTIAL_PNG = re.compile(r"^\..+\.png\..+\.tmp$")  # save_png's temporary names: `.<name>.png.<...>.tmp` (utils/io.py)
+
+
+def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuses an `--out` that is a file, or a folder holding files unless `overwrite` (nothing is replaced silently).
+
+    PNG temporaries left by a killed run do not count (`prepare_output_folder` removes them).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; pass a folder.")
+    if not overwrite and out_dir.is_dir() and any(not _PARTIAL_PNG.match(p.name) for p in out_dir.iterdir()):
+        raise UserError(f"Output folder {out_dir} already exists and is not empty. Choose another --out, or pass "
+                        "--overwrite to replace the files of the same names (other files are kept).")
+    return out_dir
+
+
+def prepare_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`check_output_folder`, then removes PNG temporaries a killed run left there and creates the folder.
+
+    With `overwrite`, files of the same names are replaced later (each atomically); other files stay.
+    """
+    out_dir = check_output_folder(out_dir, overwrite)
+    if out_dir.is_dir():
+        partial = [p for p in out_dir.iterdir() if _PARTIAL_PNG.match(p.name) and p.is_file()]
+        for p in partial:
+            p.unlink(missing_ok=True)
+        if partial:
+            print(f"note: removed {len(partial)} partial file(s) an interrupted run left in {out_dir}.", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, class_name: str | int | None = None,
              truncation_psi: float = 1.0, noise_mode: str = "const", bit_depth: int = 8, figures: bool = False,
              data_dir: str | os.PathLike | None = None, style_rows: Sequence[int] = (0, 1, 2, 3),
              style_cols: Sequence[int] = (4, 5, 6, 7), style_layers: Sequence[int] | None = None,
              interp_seeds: Sequence[int] | None = None, interp_steps: int = 8, batch_size: int = 16,
-             show_progress: bool = True) -> dict:
-    """Writes `seed%04d.png` per seed into `out_dir` (and the figures with `figures=True`).
+             show_progress: bool = True, overwrite: bool = False) -> dict:
+    """Writes `seed%04d.png` per seed into `out_dir`, batch by batch (and the figures with `figures=True`).
 
+    `seeds` may be any number (a `Seeds` from `parse_seed_ranges` is never materialised);
+    memory stays that of one batch plus, with figures, the first `FIGURE_MAX_IMAGES` as uint8.
     Figures: `fig2_real_vs_generated_<cls>.png` (needs `data_dir`), `fig3_grid3x3_<cls>.png`,
-    `fig4_mosaic_<cls>.png` (all seeds), `style_mixing.png`, `interpolation.png`. Returns a
-    summary {class_name, files, interpolation_step_sizes}.
+    `fig4_mosaic_<cls>.png` (the first `FIGURE_MAX_IMAGES` seeds), `style_mixing.png`,
+    `interpolation.png`. Returns a summary {class_name, out, num_images, figures, interpolation_step_sizes}.
     """
-    from tfstylegan.apps.figures import (grid3x3_figure, interpolation_figure, mosaic_figure,
-                                         real_images_of_class, real_vs_generated_figure, style_mixing_figure)
+    from tfstylegan.apps.figures import (
+        grid3x3_figure,
+        interpolation_figure,
+        mosaic_figure,
+        real_images_of_class,
+        real_vs_generated_figure,
+        style_mixing_figure,
+    )
 
     check_noise_mode(noise_mode)
-    if int(bit_depth) not in (8, 16):
-        raise UserError(f"--bit_depth must be 8 or 16. Received: {bit_depth}")
-    seeds = list(seeds)
+    psi = check_truncation_psi(truncation_psi)
+    check_bit_depth(bit_depth, 1)
+    if int(batch_size) < 1:
+        raise UserError(f"--batch must be >= 1. Received: {batch_size}")
+    if not isinstance(seeds, Sequence):
+        seeds = list(seeds)
+    if not len(seeds):
+        raise UserError("--seeds is empty. Pass seeds like --seeds=0,1,7 or --seeds=0-99.")
+    out_dir = check_output_folder(out_dir, overwrite)  # before the model is loaded
     gen = load_class_generator(checkpoint, class_name)
+    check_bit_depth(bit_depth, int(gen.G.img_channels))
+    num_ws = int(gen.G.num_ws)
+    if figures and style_layers is not None and any(not 0 <= int(i) < num_ws for i in style_layers):
+        raise UserError(f"--style_layers must lie in [0, {num_ws - 1}]. Received: {list(style_layers)}")
     cls = gen.class_name or "all"
-    out_dir = Path(out_dir)
-    images = generate_images(gen, seeds, truncation_psi, noise_mode, batch_size=batch_size,
-                             show_progress=show_progress)
-    files = [str(p) for p in save_images(out_dir, seeds, images, bit_depth)]
-    summary: dict = {"class_name": gen.class_name, "files": files, "interpolation_step_sizes": None}
+    prepare_output_folder(out_dir, overwrite)
+
+    kept_float: list[np.ndarray] = []  # the first few images, for Fig. 2
+    kept_uint8: list[np.ndarray] = []  # the first FIGURE_MAX_IMAGES, for Fig. 3 and 4
+
+    def keep(chunk, images):
+        n_float = sum(len(k) for k in kept_float)
+        if n_float < 9:
+            kept_float.append(images[:9 - n_float])
+        n_uint8 = sum(len(k) for k in kept_uint8)
+        if n_uint8 < FIGURE_MAX_IMAGES:
+            kept_uint8.append(to_uint8(images[:FIGURE_MAX_IMAGES - n_uint8]))
+
+    count = write_images(out_dir, gen, seeds, psi, noise_mode, bit_depth, batch_size, show_progress,
+                         on_batch=keep if figures else None)
+    summary: dict = {"class_name": gen.class_name, "out": str(out_dir), "num_images": count, "figures": [],
+                     "interpolation_step_sizes": None}
     if figures:
-        fig = {f"fig3_grid3x3_{cls}.png": grid3x3_figure(images), f"fig4_mosaic_{cls}.png": mosaic_figure(images)}
-        if data_dir is not None:
-            real = real_images_of_class(data_dir, gen.class_name, gen.with_mask) if gen.class_name else None
-            if real is None:
-                print("note: fig2 skipped: the model has no class to take real images of.", flush=True)
-            else:
-                fig[f"fig2_real_vs_generated_{cls}.png"] = real_vs_generated_figure(images, real)[0]
-        else:
+        first, first_u8 = np.concatenate(kept_float), np.concatenate(kept_uint8)
+        if count > FIGURE_MAX_IMAGES:
+            print(f"note: the mosaic (Fig. 4) shows the first {FIGURE_MAX_IMAGES} of {count} images.", flush=True)
+        fig = {f"fig3_grid3x3_{cls}.png": grid3x3_figure(first_u8), f"fig4_mosaic_{cls}.png": mosaic_figure(first_u8)}
+        if data_dir is None:
             print("note: fig2 (real vs generated) skipped: pass --data to compare with real images.", flush=True)
-        fig["style_mixing.png"] = style_mixing_figure(gen, style_rows, style_cols, style_layers, truncation_psi,
-                                                      noise_mode if noise_mode != "random" else "const")
-        walk_seeds = list(interp_seeds) if interp_seeds else seeds[:4]
+        elif int(gen.G.img_channels) == 3:
+            print("note: fig2 skipped: the model makes RGB images and the prepared data is grayscale.", flush=True)
+        elif not gen.class_name:
+            print("note: fig2 skipped: the model has no class to take real images of.", flush=True)
+        else:
+            real = real_images_of_class(data_dir, gen.class_name, gen.with_mask)
+            fig[f"fig2_real_vs_generated_{cls}.png"] = real_vs_generated_figure(first, real)[0]
+        fig_noise = noise_mode if noise_mode != "random" else "const"
+        fig["style_mixing.png"] = style_mixing_figure(gen, style_rows, style_cols, style_layers, psi, fig_noise)
+        walk_seeds = list(interp_seeds) if interp_seeds else list(seeds[:4])
         if len(walk_seeds) >= 2:
-            fig["interpolation.png"], steps = interpolation_figure(
-                gen, walk_seeds, interp_steps, truncation_psi, noise_mode if noise_mode != "random" else "const")
+            fig["interpolation.png"], steps = interpolation_figure(gen, walk_seeds, interp_steps, psi, fig_noise)
             summary["interpolation_step_sizes"] = steps
         else:
             print("note: interpolation skipped: it needs 2 or more seeds (--interp_seeds).", flush=True)
         for name, image in fig.items():
             save_png(out_dir / name, upscale_for_viewing(image, gen.resolution))
-            files.append(str(out_dir / name))
+            summary["figures"].append(str(out_dir / name))
     return summary
+
+
+def render_projected_w(checkpoint: str, projected_w: str | os.PathLike, out_dir: str | os.PathLike,
+                       noise_mode: str = "const", bit_depth: int = 8, overwrite: bool = False) -> dict:
+    """Renders the ws of `projected_w.npz` (launchers/project.py) as `proj00.png`, `proj01.png`, ... (the official
+    generate.py's `--projected-w`).
+
+    With 'const' noise the projection's optimised noise buffers (stored beside `w`) are used,
+    so the image equals the projector's `proj.png`; the generator's own buffers are restored
+    afterwards. The class needs no choosing: it is in w. Returns {out, num_images, files}.
+    """
+    from tfstylegan.apps.projection import load_projected_w, projection_noise
+
+    check_noise_mode(noise_mode)
+    check_bit_depth(bit_depth, 1)
+    out_dir = check_output_folder(out_dir, overwrite)
+    G, run_info = load_network(checkpoint)
+    check_bit_depth(bit_depth, int(G.img_channels))
+    gen = ClassGenerator(G, run_info.get("class_name"), None, run_info, str(checkpoint))
+    ws, noise = load_projected_w(projected_w, G)
+    prepare_output_folder(out_dir, overwrite)
+    with projection_noise(G, noise if noise_mode == "const" else None):
+        images = synthesize(gen, ws, noise_mode)
+    files = save_images(out_dir, range(len(ws)), images, bit_depth, prefix="proj", digits=2)
+    return {"out": str(out_dir), "num_images": len(files), "files": [str(f) for f in files]}

@@ -16,6 +16,7 @@ The generator's noise buffers are restored afterwards; the optimised ones are re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -47,6 +48,11 @@ class ProjectionConfig:
     seed: int = 0
 
     def __post_init__(self):
+        for name, value in (("--lr", self.initial_learning_rate), ("--feature_weight", self.feature_weight),
+                            ("initial_noise_factor", self.initial_noise_factor),
+                            ("regularize_noise_weight", self.regularize_noise_weight)):
+            if not math.isfinite(value):
+                raise UserError(f"{name} must be a finite number. Received: {value}")
         if self.num_steps < 1:
             raise UserError(f"--steps must be >= 1. Received: {self.num_steps}")
         if self.w_avg_samples < 2:
@@ -79,7 +85,7 @@ def learning_rate(step: int, config: ProjectionConfig) -> float:
     return config.initial_learning_rate * ramp
 
 
-def noise_regularization(noise_maps) -> "tf.Tensor":  # noqa: F821
+def noise_regularization(noise_maps) -> tf.Tensor:  # noqa: F821
     """Sum over maps [H, W] and their 2x-downsampled pyramids (down to 8x8) of squared shifted autocorrelations."""
     import tensorflow as tf
 
@@ -96,12 +102,66 @@ def noise_regularization(noise_maps) -> "tf.Tensor":  # noqa: F821
 
 
 def _noise_variables(G) -> dict[str, Any]:
-    """{path: the tf.Variable behind each SynthesisLayer's `noise_const` [r, r]}."""
+    """{path: the tf.Variable behind each SynthesisLayer's `noise_const` [r, r]}, in layer order."""
     out = {}
     for v in G.synthesis.weights:
         if v.path.split("/")[-1].startswith("noise_const"):
             out[v.path] = v.value if hasattr(v, "value") else v
     return out
+
+
+def load_projected_w(path: str | os.PathLike, G) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """`projected_w.npz` -> (ws float32 [N, num_ws, w_dim], the optimised noise buffers or None), checked against G.
+
+    The file holds `w` ([N, num_ws, w_dim], as the official projector's) and, when written by
+    launchers/project.py, `noise_0`, `noise_1`, ... in the generator's layer order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--projected_w {path} does not exist. Pass the projected_w.npz written by "
+                        "launchers/project.py.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k]) for k in f.files}
+    except (OSError, ValueError) as e:
+        raise UserError(f"Could not read {path} as an .npz file ({e}). Pass the projected_w.npz written by "
+                        "launchers/project.py.") from None
+    num_ws, w_dim = int(G.num_ws), int(G.w_dim)
+    if "w" not in arrays:
+        raise UserError(f"{path} has no array 'w' (it has {', '.join(sorted(arrays)) or 'none'}); pass the "
+                        "projected_w.npz written by launchers/project.py.")
+    ws = arrays["w"]
+    if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim) or len(ws) == 0:
+        raise UserError(f"{path}: w has shape {ws.shape} but this generator takes [N, {num_ws}, {w_dim}]; pass a "
+                        "projection made with this checkpoint.")
+    if not np.isfinite(ws).all():
+        raise UserError(f"{path}: w holds NaN or inf; the images would be black. Project again.")
+    keys = sorted((k for k in arrays if k.startswith("noise_")), key=lambda k: int(k.split("_")[1]))
+    if not keys:
+        return ws.astype(np.float32), None
+    shapes = [tuple(v.shape) for v in _noise_variables(G).values()]
+    noise = [arrays[k].astype(np.float32) for k in keys]
+    if [n.shape for n in noise] != shapes or not all(np.isfinite(n).all() for n in noise):
+        raise UserError(f"{path}: its noise buffers do not fit this generator (or are not finite); pass a "
+                        "projection made with this checkpoint.")
+    return ws.astype(np.float32), noise
+
+
+@contextlib.contextmanager
+def projection_noise(G, noise: list[np.ndarray] | None):
+    """Within the block, G's constant noise buffers are `noise` (in layer order); restored afterwards."""
+    if noise is None:
+        yield
+        return
+    variables = list(_noise_variables(G).values())
+    saved = [np.asarray(v) for v in variables]
+    try:
+        for v, n in zip(variables, noise):
+            v.assign(n)
+        yield
+    finally:
+        for v, n in zip(variables, saved):
+            v.assign(n)
 
 
 def project(gen: generation.ClassGenerator, target: np.ndarray, config: ProjectionConfig = ProjectionConfig(),
@@ -277,19 +337,19 @@ def run_projection(checkpoint: str, out_dir: str | os.PathLike, target_path: str
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise UserError(f"Output folder {out_dir} already exists. Choose another --out or pass --overwrite.")
+    G, info = generation.load_network(checkpoint)
     if data_dir is not None:
-        from tfstylegan.training.checkpoint import load_run_info
-
-        info = load_run_info(checkpoint)
+        class_name = generation.resolve_class_name(class_name, [str(c) for c in info.get("class_names") or []],
+                                                   checkpoint)
         target, target_class = data_target(data_dir, index, split,
                                            class_name or (None if info.get("conditional") else info.get("class_name")))
         class_name = class_name or target_class
-        gen = generation.load_class_generator(checkpoint, class_name if info.get("conditional") else None)
+        gen = generation.bind_class(G, info, checkpoint, class_name if info.get("conditional") else None)
         if target.shape[0] != gen.resolution:
             raise UserError(f"{data_dir} is {target.shape[0]}x{target.shape[0]} but the model makes "
                             f"{gen.resolution}x{gen.resolution} images; pass the dataset it was trained on.")
     else:
-        gen = generation.load_class_generator(checkpoint, class_name)
+        gen = generation.bind_class(G, info, checkpoint, class_name)
         target = read_target(target_path, gen.resolution)
     judge = None
     if classifier_path:
