@@ -166,14 +166,19 @@ def test_class_by_index_and_output_folder_rules(assets, tmp_path):
     with pytest.raises(UserError, match="0=meningioma, 1=glioma, 2=pituitary"):
         generation.load_class_generator(assets["cond"], 3)
     # outputs are never replaced silently; PNG temporaries of a killed run do not count and are removed
+    from tfstylegan.utils.io import _owner_tag
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = _owner_tag().rsplit("-", 1)[0]
     out = tmp_path / "out"
     out.mkdir()
-    (out / ".seed0003.png.abc123_x.tmp").write_bytes(b"partial")
+    (out / f".seed0003.png.{host}-{gone.pid}.abc123_x.tmp").write_bytes(b"partial")
     assert generation.prepare_output_folder(out) == out and list(out.iterdir()) == []
     (out / "seed0000.png").write_bytes(b"old")
     with pytest.raises(UserError, match="already exists and is not empty.*--overwrite"):
         generation.check_output_folder(out)
-    (out / ".seed0001.png.k2j4_h1x.tmp").write_bytes(b"partial")
+    (out / f".seed0001.png.{host}-{gone.pid}.k2j4_h1x.tmp").write_bytes(b"partial")
     generation.prepare_output_folder(out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["seed0000.png"]
     with pytest.raises(UserError, match="is a file"):

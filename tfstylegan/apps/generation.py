@@ -539,7 +539,7 @@ def write_images(out_dir: str | os.PathLike, gen: ClassGenerator, seeds: Sequenc
 
 # --- the launcher's work ------------------------------------------------------------------------------------
 
-_PARTIAL_PNG = re.compile(r"^\..+\.png\..+\.tmp$")  # save_png's temporary names: `.<name>.png.<...>.tmp` (utils/io.py)
+_PARTIAL_PNG = re.compile(r"^\..+\.png\..+\.tmp$")  # save_png's temporary names (tfstylegan.utils.io)
 
 
 def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -557,17 +557,16 @@ def check_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> 
 
 
 def prepare_output_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """`check_output_folder`, then removes PNG temporaries a killed run left there and creates the folder.
+    """`check_output_folder`, then removes the temporaries killed runs left there and creates the folder.
 
     With `overwrite`, files of the same names are replaced later (each atomically); other files stay.
     """
+    from tfstylegan.utils.io import remove_stale_temporaries
+
     out_dir = check_output_folder(out_dir, overwrite)
-    if out_dir.is_dir():
-        partial = [p for p in out_dir.iterdir() if _PARTIAL_PNG.match(p.name) and p.is_file()]
-        for p in partial:
-            p.unlink(missing_ok=True)
-        if partial:
-            print(f"note: removed {len(partial)} partial file(s) an interrupted run left in {out_dir}.", flush=True)
+    removed = remove_stale_temporaries(out_dir)
+    if removed:
+        print(f"note: removed {len(removed)} partial file(s) an interrupted run left in {out_dir}.", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
