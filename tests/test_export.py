@@ -87,9 +87,34 @@ def test_generator_export_matches_in_process_and_is_deterministic(uncond_export)
         m.signatures["images_float"](seed=seeds, truncation_psi=tf.constant([1.0, 1.0]))
 
 
+def test_served_requests_are_checked_before_anything_is_generated(uncond_export):
+    G, path = uncond_export
+    m = tf.saved_model.load(str(path))
+    sd, from_z = m.signatures["serving_default"], m.signatures["from_z"]
+    seeds, z = tf.constant([1, 2], tf.int64), np.zeros([2, G.z_dim], np.float32)
+    bad_z = z.copy()
+    bad_z[1, 3] = np.nan
+    cases = {
+        "truncation_psi must be finite": lambda: sd(seed=seeds, truncation_psi=tf.constant([np.nan])),
+        "truncation_psi must be finite ": lambda: sd(seed=seeds, truncation_psi=tf.constant([1.0, np.inf])),
+        "empty request: send at least one seed": lambda: sd(seed=tf.constant([], tf.int64),
+                                                             truncation_psi=tf.constant([], tf.float32)),
+        "too many samples in one request: at most 64": lambda: sd(seed=tf.range(65, dtype=tf.int64),
+                                                                   truncation_psi=tf.constant([1.0])),
+        "z must be finite": lambda: from_z(z=tf.constant(bad_z), truncation_psi=tf.constant([1.0])),
+    }
+    for message, request in cases.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message.strip()):
+            request()
+    assert from_z(z=tf.constant(z), truncation_psi=tf.constant([1.0]))["images"].shape == (2, 16, 16, 1)
+    assert sd(seed=tf.range(64, dtype=tf.int64), truncation_psi=tf.constant([]))["images"].shape[0] == 64
+
+
 def test_conditional_generator_export(tmp_path):
     G = _generator(c_dim=3, seed=1)
-    path = export_generator(G, tmp_path, "generator", version=1, class_names=["meningioma", "glioma", "pituitary"])
+    path = export_generator(G, tmp_path, "generator", version=1, class_names=["meningioma", "glioma", "pituitary"],
+                            max_batch=3)
+    assert json.loads((path / "assets.extra" / "tfstylegan_export.json").read_text())["max_batch"] == 3
     m = tf.saved_model.load(str(path))
     _, inputs = m.signatures["serving_default"].structured_input_signature
     assert inputs["class_id"].dtype == tf.int32 and inputs["seed"].dtype == tf.int64
@@ -105,6 +130,11 @@ def test_conditional_generator_export(tmp_path):
     np.testing.assert_allclose(out["images_float"].numpy(), want, atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="class_id"):
         m.signatures["serving_default"](seed=seeds, class_id=tf.constant([0, 1, 3]), truncation_psi=psi)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="class_id must have one value per seed"):
+        m.signatures["serving_default"](seed=seeds, class_id=tf.constant([0, 1]), truncation_psi=psi)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 3 \\(--max_batch at export\\)"):
+        m.signatures["serving_default"](seed=tf.constant([1, 2, 3, 4], tf.int64), class_id=tf.constant([0, 1, 2, 0]),
+                                        truncation_psi=psi)
 
 
 @pytest.mark.slow
@@ -192,3 +222,15 @@ def test_export_launcher_from_checkpoint(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "launchers" / "export.py"), f"--out={tmp_path / 's2'}"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 1 and "Nothing to export" in r.stderr
+    # exporting again: refused before writing (or replaced whole with --overwrite), never a partial export
+    export = [sys.executable, str(ROOT / "launchers" / "export.py"), f"--checkpoint={ckpt}"]
+    r = subprocess.run(export + [f"--out={tmp_path / 'serving'}"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 1 and f"{path} already exists (exported before?)" in r.stderr, r.stderr
+    r = subprocess.run(export + [f"--checkpoint={ckpt}", f"--out={tmp_path / 's3'}"], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 1 and "would both be exported to" in r.stderr and not (tmp_path / "s3").exists()
+    r = subprocess.run(export + [f"--out={tmp_path / 'serving'}", "--overwrite", "--max_batch=2"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((path / "assets.extra" / "tfstylegan_export.json").read_text())["max_batch"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["1"]  # no .1.*.tmp / .old left beside it

@@ -12,6 +12,10 @@ Generator signatures (`serving_default` first; N = batch):
 - `from_z`: `z` float32 [N, z_dim] (+ `class_id`, `truncation_psi`) -> `images` uint8 and
   `images_float`.
 
+Requests are checked before anything is generated (`InvalidArgumentError` naming the input):
+1 <= N <= `max_batch` (set at export, default 64: one request cannot run the server out of
+memory), `class_id` with one value per sample and in range, `truncation_psi` and `z` finite.
+
 Seeds. The official tools draw z = `np.random.RandomState(seed).randn(z_dim)` (MT19937 +
 numpy's legacy polar Box-Muller); TensorFlow has no such op inside a graph. The `seed`
 signatures therefore use TF's counter-based `tf.random.stateless_normal([z_dim], seed=(seed, 0))`:
@@ -28,6 +32,7 @@ input) -> `probabilities` float32 [N, num_classes], `features` float32 [N, 2048]
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -37,9 +42,10 @@ from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import atomic_dir, write_json
 
 SEED_Z_CONVENTION = "tf.random.stateless_normal([z_dim], seed=(seed, 0)), float32"
+DEFAULT_MAX_BATCH = 64
 
 
-def _version_dir(out_dir, model_name: str, version: int) -> Path:
+def version_dir(out_dir, model_name: str, version: int) -> Path:
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise UserError(f"--name must be a plain folder name. Received: name={model_name!r}")
     if int(version) < 1:
@@ -82,8 +88,11 @@ def _reading(keras_variables, copies):
 class GeneratorServing(tf.Module):
     """A `tf.Module` wrapping a Generator for export (see the module docstring for signatures)."""
 
-    def __init__(self, G, truncation_psi: float = 1.0, class_names=()):
+    def __init__(self, G, truncation_psi: float = 1.0, class_names=(), max_batch: int = DEFAULT_MAX_BATCH):
         super().__init__(name="generator_serving")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise UserError(f"--max_batch must be a positive integer. Received: max_batch={max_batch!r}")
+        self.max_batch = int(max_batch)
         self.G = G
         self._keras_variables = list(G.weights)
         self.generator_variables = _unique_copies(self._keras_variables, "G_ema")
@@ -104,18 +113,46 @@ class GeneratorServing(tf.Module):
             return tf.cond(k == 0, lambda: tf.fill([n], self.default_truncation_psi.read_value()),
                            lambda: tf.broadcast_to(psi, [n]))
 
+    def _request_checks(self, n, class_id, psi) -> list:
+        """Assertions on a request of n samples, run before anything is generated."""
+        n = tf.cast(n, tf.int32)
+        checks = [
+            tf.debugging.assert_positive(n, message="empty request: send at least one seed (or z row)"),
+            tf.debugging.assert_less_equal(
+                n, self.max_batch, message=f"too many samples in one request: at most {self.max_batch} (--max_batch "
+                "at export); split the request"),
+            tf.debugging.assert_all_finite(tf.cast(psi, tf.float32), "truncation_psi must be finite (no NaN/inf)"),
+        ]
+        if self.c_dim:
+            checks += [
+                tf.debugging.assert_equal(tf.size(class_id), n, message="class_id must have one value per seed "
+                                          "(or z row): the lengths differ"),
+                tf.debugging.assert_less(class_id, self.c_dim, message="class_id out of range"),
+                tf.debugging.assert_non_negative(class_id, message="class_id out of range"),
+            ]
+        return checks
+
     def _generate(self, z, class_id, psi):
+        """z [N, z_dim] -> float32 images [N, H, W, C]; `_request_checks` must have run."""
         n = tf.shape(z)[0]
         c = None
         if self.c_dim:
-            tf.debugging.assert_less(class_id, self.c_dim, message="class_id out of range")
-            tf.debugging.assert_non_negative(class_id, message="class_id out of range")
             c = tf.one_hot(class_id, self.c_dim, dtype=tf.float32)
         psi = self._psi(psi, n)
         with _reading(self._keras_variables, self.generator_variables):
             ws = self.G.mapping(z, c, truncation_psi=psi[:, None, None])
             # Serving batches have a dynamic size: the fused (grouped) modconv needs a static one.
             return tf.cast(self.G.synthesis(ws, noise_mode="const", fused_modconv=False), tf.float32)
+
+    def _from_seeds(self, seed, class_id, psi):
+        with tf.control_dependencies(self._request_checks(tf.size(seed), class_id, psi)):
+            return self._generate(seed_to_z_tf(seed, self.z_dim), class_id, psi)
+
+    def _from_z(self, z, class_id, psi):
+        checks = self._request_checks(tf.shape(z)[0], class_id, psi)
+        checks.append(tf.debugging.assert_all_finite(z, "z must be finite (no NaN/inf)"))
+        with tf.control_dependencies(checks):
+            return self._generate(tf.identity(z), class_id, psi)
 
     def _build_functions(self):
         z_dim = self.z_dim
@@ -131,28 +168,27 @@ class GeneratorServing(tf.Module):
         if self.c_dim:
             @tf.function(input_signature=[seed_spec, class_spec, psi_spec])
             def serving_default(seed, class_id, truncation_psi):
-                return {"images": images_to_uint8(self._generate(seed_to_z_tf(seed, z_dim), class_id,
-                                                                 truncation_psi))}
+                return {"images": images_to_uint8(self._from_seeds(seed, class_id, truncation_psi))}
 
             @tf.function(input_signature=[seed_spec, class_spec, psi_spec])
             def images_float(seed, class_id, truncation_psi):
-                return {"images": self._generate(seed_to_z_tf(seed, z_dim), class_id, truncation_psi)}
+                return {"images": self._from_seeds(seed, class_id, truncation_psi)}
 
             @tf.function(input_signature=[z_spec, class_spec, psi_spec])
             def from_z(z, class_id, truncation_psi):
-                return from_z_outputs(self._generate(z, class_id, truncation_psi))
+                return from_z_outputs(self._from_z(z, class_id, truncation_psi))
         else:
             @tf.function(input_signature=[seed_spec, psi_spec])
             def serving_default(seed, truncation_psi):
-                return {"images": images_to_uint8(self._generate(seed_to_z_tf(seed, z_dim), None, truncation_psi))}
+                return {"images": images_to_uint8(self._from_seeds(seed, None, truncation_psi))}
 
             @tf.function(input_signature=[seed_spec, psi_spec])
             def images_float(seed, truncation_psi):
-                return {"images": self._generate(seed_to_z_tf(seed, z_dim), None, truncation_psi)}
+                return {"images": self._from_seeds(seed, None, truncation_psi)}
 
             @tf.function(input_signature=[z_spec, psi_spec])
             def from_z(z, truncation_psi):
-                return from_z_outputs(self._generate(z, None, truncation_psi))
+                return from_z_outputs(self._from_z(z, None, truncation_psi))
 
         self.serving_default, self.images_float, self.from_z = serving_default, images_float, from_z
 
@@ -194,14 +230,26 @@ def _save(module: tf.Module, signatures: dict, path: Path, overwrite: bool, meta
 
 
 def export_generator(G, out_dir: str | os.PathLike, model_name: str = "generator", version: int = 1,
-                     truncation_psi: float = 1.0, class_names=(), overwrite: bool = False) -> Path:
-    """Exports `G` (pass the EMA generator) to `<out_dir>/<model_name>/<version>/`. Returns that folder."""
-    path = _version_dir(out_dir, model_name, version)
-    module = GeneratorServing(G, truncation_psi=truncation_psi, class_names=class_names)
+                     truncation_psi: float = 1.0, class_names=(), overwrite: bool = False,
+                     max_batch: int = DEFAULT_MAX_BATCH) -> Path:
+    """Exports `G` (pass the EMA generator) to `<out_dir>/<model_name>/<version>/`. Returns that folder.
+
+    A generator with NaN/inf weights (a diverged run) or a non-finite `truncation_psi` is refused.
+    """
+    from tfstylegan.training.checkpoint import nonfinite_variables
+
+    path = version_dir(out_dir, model_name, version)
+    if not math.isfinite(truncation_psi):
+        raise UserError(f"--truncation_psi must be a finite number. Received: {truncation_psi}")
+    bad = nonfinite_variables({G.name: G})
+    if bad:
+        raise UserError(f"Refusing to export {model_name}: the generator holds NaN/inf weights ({len(bad)} tensors, "
+                        f"e.g. {bad[0]}); its run diverged. Export an earlier checkpoint (RUN/ckpt-N).")
+    module = GeneratorServing(G, truncation_psi=truncation_psi, class_names=class_names, max_batch=max_batch)
     meta = {"kind": "generator", "z_dim": module.z_dim, "c_dim": module.c_dim,
             "class_names": list(class_names), "img_resolution": int(G.img_resolution),
             "img_channels": int(G.img_channels), "default_truncation_psi": float(truncation_psi),
-            "seed_to_z": SEED_Z_CONVENTION, "noise_mode": "const",
+            "max_batch": module.max_batch, "seed_to_z": SEED_Z_CONVENTION, "noise_mode": "const",
             "signatures": sorted(module.signatures())}
     return _save(module, module.signatures(), path, overwrite, meta)
 
@@ -209,21 +257,25 @@ def export_generator(G, out_dir: str | os.PathLike, model_name: str = "generator
 def export_classifier(model, out_dir: str | os.PathLike, model_name: str = "classifier", version: int = 1,
                       overwrite: bool = False) -> Path:
     """Exports a TumorClassifier to `<out_dir>/<model_name>/<version>/`. Returns that folder."""
-    path = _version_dir(out_dir, model_name, version)
+    path = version_dir(out_dir, model_name, version)
     module = ClassifierServing(model)
     meta = {"kind": "classifier", "class_names": list(model.class_names), "input_size": int(model.input_size),
             "signatures": ["serving_default"]}
     return _save(module, {"serving_default": module.serving_default}, path, overwrite, meta)
 
 
+def default_generator_name(run_info: dict) -> str:
+    """'generator' for a conditional model, 'generator_<class>' (or 'generator_all') otherwise."""
+    return "generator" if run_info.get("conditional") else f"generator_{run_info.get('class_name') or 'all'}"
+
+
 def export_checkpoint_generator(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                                 model_name: str | None = None, version: int = 1, truncation_psi: float = 1.0,
-                                overwrite: bool = False) -> Path:
+                                overwrite: bool = False, max_batch: int = DEFAULT_MAX_BATCH) -> Path:
     """Loads G_ema from a run / checkpoint / imported folder and exports it (`export_generator`)."""
     from tfstylegan.training.checkpoint import load_generator
 
     G, info = load_generator(checkpoint, which="G_ema")
-    if model_name is None:
-        model_name = "generator" if info.get("conditional") else f"generator_{info.get('class_name') or 'all'}"
-    return export_generator(G, out_dir, model_name=model_name, version=version, truncation_psi=truncation_psi,
-                            class_names=info.get("class_names") or (), overwrite=overwrite)
+    return export_generator(G, out_dir, model_name=model_name or default_generator_name(info), version=version,
+                            truncation_psi=truncation_psi, class_names=info.get("class_names") or (),
+                            overwrite=overwrite, max_batch=max_batch)
