@@ -8,7 +8,15 @@ Each run gets a numbered folder `<out>/00000-<desc>/` (run.json, checkpoints/, s
 tensorboard/, stats.jsonl). `--resume` takes a run folder, its checkpoints/ folder, or an
 imported pretrained checkpoint (launchers/import_pretrained.py): a training checkpoint continues
 exactly where it stopped (kimg and ADA p included); a networks-only one starts at kimg 0.
+`--resume` also takes `RUN/ckpt-N` and `RUN@best`.
 Flags left unset keep the preset's (or, when resuming, the checkpoint's) values.
+
+Snapshots and metrics (as the official `--metrics`): every `--snapshot_ticks` ticks a checkpoint
+is written (the latest `--keep_checkpoints` are kept) and, with `--metrics fid,kid,pr,is`, scored
+on `--metrics_images` generated vs real images in the judge's feature space
+(`--metrics_classifier`) and/or ImageNet InceptionV3's (`--inception_weights`, a local file):
+TensorBoard `Metrics/*`, `metrics.jsonl`, and `best.json` + `checkpoints/best/` for the best one
+(`--best_metric`), loadable anywhere as `RUN@best`.
 """
 
 from __future__ import annotations
@@ -44,6 +52,53 @@ _XLA = flags.DEFINE_bool("xla", None, "Compile the training phases with XLA (jit
 _SEED = flags.DEFINE_integer("seed", None, "Random seed.")
 _TB = flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files.")
 _DETERMINISTIC = flags.DEFINE_bool("deterministic", False, "Deterministic TF ops (bit-exact resume on CPU).")
+_KEEP = flags.DEFINE_integer("keep_checkpoints", 3, "Keep the latest this many checkpoints (0 = all); the best "
+                             "one (--metrics) is kept beside them.", lower_bound=0)
+_METRICS = flags.DEFINE_list("metrics", [], "Metrics at every checkpoint: fid, kid, pr (precision/recall), is "
+                             "(judge only), e.g. --metrics fid,kid,pr.")
+_METRICS_CLASSIFIER = flags.DEFINE_string("metrics_classifier", None, "The judge (classifier.keras) whose "
+                                          "features --metrics use (launchers/train_classifier.py).")
+_INCEPTION = flags.DEFINE_string("inception_weights", None, "Local notop ImageNet InceptionV3 weights (.h5) for "
+                                 "--metrics on standard Inception features; nothing is downloaded.")
+_METRICS_IMAGES = flags.DEFINE_integer("metrics_images", 256, "Real and generated images per metric evaluation "
+                                       "(small for CPU; 10000+ on a GPU for stable FID).", lower_bound=2)
+_METRICS_SPLIT = flags.DEFINE_enum("metrics_split", "train", ["train", "val"], "Real split the metrics compare with.")
+_BEST = flags.DEFINE_string("best_metric", None, "The metric that picks checkpoints/best (e.g. fid_judge, "
+                            "recall_inception); default: the first one computed.")
+
+# Flags recorded in run.json "options" and reused by `--resume RUN` unless given again.
+RECORDED_FLAGS = (
+    "data", "out", "preset", "class_name", "conditional", "with_mask", "kimg", "batch", "gamma", "aug", "p",
+    "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "strategy",
+    "mixed_precision", "xla", "seed", "tensorboard", "deterministic", "keep_checkpoints", "metrics",
+    "metrics_classifier", "inception_weights", "metrics_images", "metrics_split", "best_metric")
+
+
+def build_snapshot_metrics():
+    """`SnapshotMetrics` from --metrics and its feature spaces (the judge, InceptionV3), or None."""
+    from tfstylegan.training.snapshot_metrics import MetricsConfig, SnapshotMetrics, parse_metrics
+    from tfstylegan.utils.errors import UserError
+
+    metrics = parse_metrics(_METRICS.value)
+    if not metrics:
+        if _METRICS_CLASSIFIER.value or _INCEPTION.value or _BEST.value:
+            raise UserError("--metrics_classifier, --inception_weights and --best_metric need --metrics "
+                            "(e.g. --metrics fid,kid,pr).")
+        return None
+    config = MetricsConfig(metrics, num_images=_METRICS_IMAGES.value, split=_METRICS_SPLIT.value,
+                           best_metric=_BEST.value)
+    spaces = {}
+    if _METRICS_CLASSIFIER.value:
+        from classifier.model import load_classifier
+        from tfstylegan.apps.evaluation.features import Judge
+
+        spaces["judge"] = Judge(load_classifier(_METRICS_CLASSIFIER.value)).features_and_probs
+    if _INCEPTION.value:
+        from tfstylegan.apps.evaluation.features import InceptionFeatures
+
+        spaces["inception"] = InceptionFeatures(_INCEPTION.value)
+    return SnapshotMetrics(config, spaces)
+
 
 
 def main(argv):
@@ -69,18 +124,17 @@ def main(argv):
     from tfstylegan.data.classes import class_layout
 
     class_layout(read_manifest(_DATA.value), _DATA.value, _CLASS.value, _COND.value)
+    snapshot_metrics = build_snapshot_metrics()
     desc = run_description(_PRESET.value, _CLASS.value, _COND.value, _MASK.value, overrides.get("batch_size"),
                            overrides.get("aug"), resumed=_RESUME.value is not None)
     run_dir = next_run_dir(_OUT.value, desc)
     print(f"run folder: {run_dir}", flush=True)
-    options = {name: flags.FLAGS[name].value for name in (
-        "data", "out", "preset", "class_name", "conditional", "with_mask", "kimg", "batch", "gamma", "aug", "p",
-        "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "strategy",
-        "mixed_precision", "xla", "seed", "tensorboard", "deterministic")}
+    options = {name: flags.FLAGS[name].value for name in RECORDED_FLAGS}
     try:
         train(run_dir, _PRESET.value, _DATA.value, class_name=_CLASS.value, conditional=_COND.value,
               with_mask=_MASK.value, resume=_RESUME.value, strategy=_STRATEGY.value, train_overrides=overrides,
-              tensorboard=_TB.value, deterministic=_DETERMINISTIC.value, options={"flags": options})
+              tensorboard=_TB.value, deterministic=_DETERMINISTIC.value, options={"flags": options},
+              keep_checkpoints=_KEEP.value, snapshot_metrics=snapshot_metrics)
     except UserError:
         if not any(run_dir.iterdir()):  # refused before writing anything: leave no empty run folder
             run_dir.rmdir()

@@ -29,6 +29,7 @@ from tfstylegan.data.stream import RealImageStream
 from tfstylegan.networks import seed_to_z
 from tfstylegan.training import checkpoint as ckpt_lib
 from tfstylegan.training.distribute import get_strategy
+from tfstylegan.training.snapshot_metrics import BestSnapshot, SnapshotMetrics, metrics_row
 from tfstylegan.training.summaries import RunReporter, grid_uint8, tick_line
 from tfstylegan.training.trainer import Trainer, build_trainer
 from tfstylegan.utils.errors import UserError
@@ -36,7 +37,7 @@ from tfstylegan.utils.io import write_json
 from tfstylegan.utils.memory import gpu_peak_memory_gb, host_peak_memory_gb
 
 GRID_W, GRID_H = 8, 4  # fixed-seed sample grid (per class when conditional)
-MAX_TO_KEEP = 3
+MAX_TO_KEEP = 3  # default --keep_checkpoints
 
 
 def _is_chief(strategy) -> bool:
@@ -62,7 +63,8 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
           class_name: str | None = None, conditional: bool = False, with_mask: bool = False,
           resume: str | os.PathLike | None = None, strategy: str | tf.distribute.Strategy = "default",
           train_overrides: dict | None = None, tensorboard: bool = True, deterministic: bool = False,
-          verbose: bool = True, options: dict | None = None, on_finish=None) -> dict:
+          verbose: bool = True, options: dict | None = None, on_finish=None, keep_checkpoints: int = MAX_TO_KEEP,
+          snapshot_metrics: SnapshotMetrics | None = None) -> dict:
     """Trains StyleGAN2 into `run_dir` (created if missing); returns the last tick's stats.
 
     Args:
@@ -85,9 +87,15 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
       verbose: print one progress line per tick.
       options: extra entries recorded in run.json "options" (e.g. the launcher's flags).
       on_finish: optional callable given the `Trainer` when training ends (tests, notebooks).
+      keep_checkpoints: how many of the latest checkpoints to keep (0 = all); the best one (with
+        `snapshot_metrics`) is kept beside them in checkpoints/best/.
+      snapshot_metrics: metrics computed at every checkpoint (`SnapshotMetrics`, built by the
+        caller with its feature spaces): TensorBoard `Metrics/*`, metrics.jsonl, best.json.
     """
     run_dir = Path(run_dir)
     data_dir = Path(data_dir)
+    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
+        raise UserError(f"--keep_checkpoints must be an integer >= 0 (0 keeps all). Received: {keep_checkpoints!r}")
     manifest = read_manifest(data_dir)
     layout = class_layout(manifest, data_dir, class_name, conditional)
     if deterministic:
@@ -103,7 +111,7 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
     resume_ckpt, full_resume = None, False
     if resume is not None:
         resume_info = ckpt_lib.load_run_info(resume)
-        resume_ckpt = ckpt_lib.latest_checkpoint(resume)
+        resume_ckpt = ckpt_lib.resolve_checkpoint(resume)[1]
         full_resume = ckpt_lib.is_training_checkpoint(resume_ckpt)
         stored = ckpt_lib.preset_of(resume_info)
         if full_resume:
@@ -123,6 +131,8 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
     keras.utils.set_random_seed(preset.train.seed)  # the initial weights
     trainer = build_trainer(preset, layout, strategy)
     is_chief = _is_chief(strategy)
+    if snapshot_metrics is not None and is_chief:
+        snapshot_metrics.prepare(data_dir, class_name, with_mask)  # the real features, once
 
     ckpt = trainer.checkpoint()
     if resume_ckpt is not None:
@@ -136,6 +146,8 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
                 "options": {"strategy": strategy_name, "num_replicas": trainer.num_replicas,
                             "resume": str(resume) if resume is not None else None,
                             "tensorboard": bool(tensorboard), "deterministic": bool(deterministic),
+                            "keep_checkpoints": keep_checkpoints,
+                            "metrics": snapshot_metrics.describe() if snapshot_metrics is not None else None,
                             **(options or {})}}
     ckpt_dir = run_dir / ckpt_lib.CHECKPOINT_DIR
     scratch = None
@@ -145,11 +157,11 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
     else:  # non-chief workers save too (collectives) but into a scratch folder
         scratch = Path(tempfile.mkdtemp(prefix="tfstylegan-worker-"))
         ckpt_dir = scratch
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=MAX_TO_KEEP)
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=keep_checkpoints or None)
     reporter = RunReporter(run_dir, tensorboard=tensorboard, enabled=is_chief)
     try:
         last = _loop(trainer, manager, reporter, run_info, data_dir, class_name, with_mask, verbose and is_chief,
-                     is_chief)
+                     is_chief, snapshot_metrics if is_chief else None)
         if on_finish is not None:
             on_finish(trainer)
         return last
@@ -166,11 +178,16 @@ def _hparams(preset: Preset, run_info: dict) -> dict:
             "class_name": run_info["class_name"] or "", "conditional": run_info["conditional"],
             "batch_size": t.batch_size, "gamma": t.r1_gamma, "g_lr": t.g_lr, "d_lr": t.d_lr, "aug": t.aug,
             "ada_target": t.ada_target, "mirror": t.mirror, "freeze_d": t.freeze_d, "ema_kimg": t.ema_kimg,
-            "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed}
+            "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed,
+            "resume": run_info["options"].get("resume") or ""}
+
+
+# The scalars the HParams dashboard compares runs by (plus Metrics/<key> with --metrics).
+HPARAM_METRICS = ("Loss/G/loss", "Loss/D/loss", "Progress/augment", "Progress/kimg")
 
 
 def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data_dir, class_name, with_mask,
-          verbose: bool, is_chief: bool) -> dict:
+          verbose: bool, is_chief: bool, snapshot_metrics: SnapshotMetrics | None = None) -> dict:
     t, state = trainer.cfg, trainer.state
     step, cur_nimg, tick = int(state.step.numpy()), int(state.cur_nimg.numpy()), int(state.tick.numpy())
     total_nimg = int(round(t.total_kimg * 1000))
@@ -182,15 +199,43 @@ def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data
         for _ in range(math.ceil(GRID_W * GRID_H / trainer.batch)):
             reals.append(next(first)[0].numpy())
         reporter.png("reals.png", grid_uint8(np.concatenate(reals)[:GRID_W * GRID_H], GRID_W))
-        reporter.hparams(_hparams(trainer.preset, run_info))
+    metric_tags = [f"Metrics/{k}" for k in snapshot_metrics.keys] if snapshot_metrics is not None else []
+    reporter.hparams(_hparams(trainer.preset, run_info), metrics=list(HPARAM_METRICS) + metric_tags)
+    best = None
+    if snapshot_metrics is not None:  # continue the best record of a restarted run
+        best = BestSnapshot.from_record(snapshot_metrics.best_metric, ckpt_lib.read_best(manager.directory))
 
     def save():
         state.step.assign(step)
         state.cur_nimg.assign(cur_nimg)
         state.tick.assign(tick)
-        manager.save(checkpoint_number=step)
+        prefix = manager.save(checkpoint_number=step)
         if is_chief:
             write_json(Path(manager.directory) / ckpt_lib.RUN_INFO, run_info)
+        return prefix
+
+    def evaluate_snapshot(prefix: str) -> dict:
+        """Metrics of the checkpoint just saved; keeps it as the best one if it beats the record."""
+        start = time.perf_counter()
+        results = snapshot_metrics(trainer.G_ema)
+        name = Path(prefix).name
+        row = metrics_row(results, kimg=cur_nimg / 1000, step=step, tick=tick, checkpoint=name,
+                          config=snapshot_metrics.config, num_images=snapshot_metrics.num_real,
+                          seconds=time.perf_counter() - start)
+        reporter.metrics(row, step=cur_nimg)
+        is_best = best.improves(results[best.key])
+        if is_best:
+            best.value = results[best.key]
+            record = {"metric": best.key, "value": best.value, "lower_is_better": best.lower_is_better,
+                      "checkpoint": name, "path": f"{ckpt_lib.CHECKPOINT_DIR}/{ckpt_lib.BEST_DIR}/{name}",
+                      "kimg": cur_nimg / 1000, "step": step, "tick": tick, "results": results}
+            ckpt_lib.keep_best(prefix, run_info, record)
+            write_json(reporter.run_dir / ckpt_lib.BEST_INFO, record)
+        if verbose:
+            values = " ".join(f"{k} {v:.4g}" for k, v in results.items())
+            print(f"metrics {name} kimg {cur_nimg / 1000:g}: {values}{' (best)' if is_best else ''} "
+                  f"[{time.perf_counter() - start:.1f}s]", flush=True)
+        return {f"Metrics/{k}": v for k, v in results.items()}
 
     def snapshot_images():
         grids = trainer.sample_grids(grid_z)
@@ -239,7 +284,9 @@ def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data
         if done or tick % max(t.image_snapshot_ticks, 1) == 0:
             snapshot_images()
         if done or tick % max(t.snapshot_ticks, 1) == 0:
-            save()
+            prefix = save()
+            if snapshot_metrics is not None:
+                last.update(evaluate_snapshot(prefix))
         tick_stats = {}
         tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
     return last

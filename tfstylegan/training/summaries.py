@@ -2,9 +2,17 @@
 
 - TensorBoard (`<run>/tensorboard/`): scalars (losses, R1, path length, ADA p, sign of D on
   reals/fakes, s/kimg, img/s, memory), a `samples` image per image snapshot (fixed seeds,
-  G_ema, constant noise; one image per class when conditional) and the run's hparams.
+  G_ema, constant noise; one image per class when conditional), `Metrics/<key>` per snapshot
+  with --metrics, and the run's hparams (HParams plugin: its config and metrics, written at
+  every start, so resumed runs have them too).
+- Steps: every summary's step is the number of real images shown, `cur_nimg` = kimg * 1000.
+  The official tools log at int(kimg); TensorBoard steps are int64, and a CPU run's ticks of a
+  few images would all fall on step 0, so the step keeps the images (read it as kimg / 1000;
+  `Progress/kimg` is logged too).
 - `<run>/stats.jsonl`: the same scalars, one JSON object per tick (appended, flushed).
-- `<run>/samples/reals.png` once and `<run>/samples/fakes<kimg:06d>.png` per image snapshot.
+- `<run>/metrics.jsonl`: one JSON object per evaluated snapshot (results, kimg, checkpoint).
+- `<run>/samples/reals.png` once and `<run>/samples/fakes<images:09d>.png` per image snapshot
+  (named by images seen: ticks shorter than 1 kimg never overwrite each other).
 - The console: `tick 3 kimg 1.2/25.0 s/kimg 41.2 img/s 24.3 ETA 12m 05s G 0.71 D 1.32 p 0.040`.
 """
 
@@ -38,8 +46,8 @@ def tick_line(tick: int, kimg: float, total_kimg: float, sec_per_kimg: float, im
     """The console progress line of one tick."""
     eta = sec_per_kimg * max(total_kimg - kimg, 0.0)
     digits = 1 if total_kimg >= 10 else 3
-    return (f"tick {tick} kimg {kimg:.{digits}f}/{total_kimg:.{digits}f} s/kimg {sec_per_kimg:.1f} img/s {img_per_sec:.1f} "
-            f"ETA {format_duration(eta)} G {g_loss:.2f} D {d_loss:.2f} p {p:.3f}")
+    return (f"tick {tick} kimg {kimg:.{digits}f}/{total_kimg:.{digits}f} s/kimg {sec_per_kimg:.1f} "
+            f"img/s {img_per_sec:.1f} ETA {format_duration(eta)} G {g_loss:.2f} D {d_loss:.2f} p {p:.3f}")
 
 
 class RunReporter:
@@ -58,14 +66,20 @@ class RunReporter:
         if enabled and tensorboard:
             self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
 
-    def hparams(self, hparams: dict) -> None:
-        """Records the run's hyper-parameters (TensorBoard HParams plugin)."""
+    def hparams(self, hparams: dict, metrics: list[str] | tuple[str, ...] = ()) -> None:
+        """Records the run's hyper-parameters and the scalar tags to compare runs by (HParams plugin).
+
+        Writes the experiment config (`hparams_config`: the hparams and `metrics`) and this run's
+        values (`hparams`). Call it at every start: a resumed run writes them into its new events file.
+        """
         if self.writer is None:
             return
         from tensorboard.plugins.hparams import api as hp
 
         clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
         with self.writer.as_default():
+            hp.hparams_config(hparams=[hp.HParam(k) for k in clean],
+                              metrics=[hp.Metric(tag, display_name=tag) for tag in metrics])
             hp.hparams(clean, trial_id=self.run_dir.name)
         self.writer.flush()
 
@@ -82,6 +96,21 @@ class RunReporter:
         row = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in stats.items()}
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def metrics(self, row: dict, step: int) -> None:
+        """One snapshot's metrics: TensorBoard `Metrics/<key>` at `step` and a line of metrics.jsonl."""
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            with self.writer.as_default():
+                for key, value in row["results"].items():
+                    if math.isfinite(value):
+                        tf.summary.scalar(f"Metrics/{key}", value, step=step)
+            self.writer.flush()
+        clean = dict(row, results={k: (v if math.isfinite(v) else None) for k, v in row["results"].items()})
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
             f.flush()
 
     def images(self, name: str, grids: dict[str, np.ndarray], step: int) -> None:
