@@ -8,7 +8,8 @@ Each run gets a numbered folder `<out>/00000-<desc>/` (run.json, checkpoints/, s
 tensorboard/, stats.jsonl). `--resume` takes a run folder, its checkpoints/ folder, or an
 imported pretrained checkpoint (launchers/import_pretrained.py): a training checkpoint continues
 exactly where it stopped (kimg and ADA p included); a networks-only one starts at kimg 0.
-`--resume` also takes `RUN/ckpt-N` and `RUN@best`.
+`--resume` also takes `RUN/ckpt-N` and `RUN@best`, and reuses the flags the resumed run recorded
+(its run.json "options"): repeat only what should change, e.g. `--resume runs/00003-... --kimg 10000`.
 Flags left unset keep the preset's (or, when resuming, the checkpoint's) values.
 
 Snapshots and metrics (as the official `--metrics`): every `--snapshot_ticks` ticks a checkpoint
@@ -74,6 +75,24 @@ RECORDED_FLAGS = (
     "metrics_classifier", "inception_weights", "metrics_images", "metrics_split", "best_metric")
 
 
+def reuse_recorded_flags(resume: str) -> dict:
+    """Sets every flag the resumed run recorded and this command line does not give; returns those set."""
+    from tfstylegan.training.checkpoint import load_run_info
+
+    info = load_run_info(resume)
+    recorded = dict((info.get("options") or {}).get("flags") or {})
+    if recorded and info.get("data"):
+        recorded["data"] = info["data"]  # the absolute path: the command may run from another folder
+    reused = {}
+    for name in RECORDED_FLAGS:
+        if name == "resume" or name not in recorded or flags.FLAGS[name].present:
+            continue
+        if flags.FLAGS[name].value != recorded[name]:
+            setattr(flags.FLAGS, name, recorded[name])
+            reused[name] = recorded[name]
+    return reused
+
+
 def build_snapshot_metrics():
     """`SnapshotMetrics` from --metrics and its feature spaces (the judge, InceptionV3), or None."""
     from tfstylegan.training.snapshot_metrics import MetricsConfig, SnapshotMetrics, parse_metrics
@@ -109,6 +128,12 @@ def main(argv):
     from tfstylegan.training.loop import train
     from tfstylegan.utils.errors import UserError
 
+    if _RESUME.value:
+        reused = reuse_recorded_flags(_RESUME.value)
+        if reused:
+            print("resume: reusing the run's recorded flags " +
+                  " ".join(f"--{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in reused.items()),
+                  flush=True)
     if not _DATA.value:
         raise UserError("--data is required: a folder written by launchers/prepare_data.py.")
     if not Path(_DATA.value).is_dir():

@@ -1,10 +1,13 @@
 """Snapshots: metrics during training (TensorBoard, metrics.jsonl, best.json), checkpoint specs
 (`RUN`, `RUN/ckpt-N`, `RUN@best`), --keep_checkpoints with the best kept beside the rotation,
-the HParams plugin and TensorBoard steps."""
+the HParams plugin and TensorBoard steps, and `--resume` reusing the recorded flags."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ from tfstylegan.training import checkpoint as ckpt_lib
 from tfstylegan.training.snapshot_metrics import (BestSnapshot, MetricsConfig, SnapshotMetrics, metric_keys,
                                                   parse_metrics)
 from tfstylegan.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _events(folder):
@@ -238,3 +243,44 @@ def test_keep_checkpoints_and_specs_load_the_right_weights(metrics_run):
     np.testing.assert_allclose(np.asarray(G_best(z, None, noise_mode="const")),
                                np.asarray(reference(z, None, noise_mode="const")), rtol=0, atol=1e-6)
 
+
+# ---------------------------------------------------------------------------------------------
+# The launcher: metrics flags, --keep_checkpoints 0, and --resume reusing the recorded flags.
+
+def _launch(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "launchers.train_stylegan", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_launcher_resume_reuses_the_recorded_flags(phantom_data, tiny_judge, tmp_path):
+    out = tmp_path / "runs"
+    _launch("--data", phantom_data, "--out", out, "--preset", "tiny", "--kimg", 0.032, "--kimg_per_tick", 0.008,
+            "--snapshot_ticks", 1, "--keep_checkpoints", 0, "--aug", "fixed", "--p", 0.2, "--seed", 3,
+            "--metrics", "fid,pr", "--metrics_classifier", tiny_judge, "--metrics_images", 8)
+    first = out / "00000-tiny-all-fixed"
+    assert ckpt_lib.checkpoint_names(first / "checkpoints") == ["ckpt-2", "ckpt-4", "ckpt-6", "ckpt-8"]  # 0 = all
+    assert len((first / "metrics.jsonl").read_text().splitlines()) == 4 and (first / "best.json").is_file()
+
+    stdout = _launch("--resume", first, "--kimg", 0.04)  # nothing else repeated
+    assert "resume: reusing the run's recorded flags" in stdout and "--metrics=fid,pr" in stdout
+    second = out / "00001-tiny-all-fixed-resume"
+    flags1 = ckpt_lib.load_run_info(first)["options"]["flags"]
+    info2 = ckpt_lib.load_run_info(second)
+    flags2 = info2["options"]["flags"]
+    assert flags2 == dict(flags1, resume=str(first), kimg=0.04)
+    t = info2["preset"]["train"]
+    assert (t["seed"], t["aug"], t["aug_p"], t["total_kimg"]) == (3, "fixed", 0.2, 0.04)
+    stats = [json.loads(x) for x in (second / "stats.jsonl").read_text().splitlines()]
+    assert [x["Progress/kimg"] for x in stats] == pytest.approx([0.04])  # continued at kimg 0.032
+    rows = [json.loads(x) for x in (second / "metrics.jsonl").read_text().splitlines()]
+    assert [r["checkpoint"] for r in rows] == ["ckpt-10"]
+    assert list(rows[0]["results"]) == ["fid_judge", "precision_judge", "recall_judge"]
+    # the resumed run has its HParams record too (config with the metrics, and where it resumed from)
+    scalars, hparams = _events(second / "tensorboard")
+    metric_tags, values = _hparams_of(hparams)
+    assert "Metrics/fid_judge" in metric_tags and values["resume"] == str(first) and values["seed"] == 3
+    assert [s for s, _ in scalars["Metrics/fid_judge"]] == [40]
