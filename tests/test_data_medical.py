@@ -440,6 +440,7 @@ def _launch(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # two launcher subprocesses: 10 s on an idle 2-core machine, 22 s under load
 def test_launcher_end_to_end_on_dicom_and_nifti(tmp_path):
     csv_path, _ = _hospital(tmp_path, patients=6)
     r = _launch("--source", str(csv_path), "--out", str(tmp_path / "out"), "--resolution", "16",
