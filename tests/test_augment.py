@@ -1,12 +1,16 @@
-"""Tests of tfstylegan.augment: exactness of blits, colour formulas, mask handling, gradients, XLA, ADA."""
+"""Tests of tfstylegan.augment: transforms, the reference's geometric path, colour on gray and RGB,
+channels, gradients, XLA, randomness, ADA. Agreement with stylegan2-ada-pytorch itself (fixed draws,
+outputs and gradients) is tests/test_golden_reference.py."""
 
 import numpy as np
 import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from tfstylegan.augment import AdaController, AugmentPipe
-from tfstylegan.ops.grid_sample import resample
+from tfstylegan.augment import (DRAWS, AdaController, AugmentPipe, draw_random, geometric_transform,
+                                upsample2x, SYM6)
+from tfstylegan.ops import upfirdn2d
+from tfstylegan.ops.grid_sample import affine_grid, grid_sample
 from tfstylegan.ops.random import random_normal, random_uniform
 from tfstylegan.utils.errors import UserError
 
@@ -15,6 +19,19 @@ SEED = tf.constant([7, 11], tf.int32)
 
 def _images(n=8, size=8, channels=1, seed=0):
     return tf.constant(np.random.default_rng(seed).uniform(-1, 1, [n, size, size, channels]), tf.float32)
+
+
+def _smooth(n=8, size=16, channels=1, seed=0):
+    """Low-frequency images (a few random Gaussian blobs): the 2x sym6 filtering passes them unchanged."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.zeros([n, size, size, channels], np.float32)
+    for i in range(n):
+        for c in range(channels):
+            for _ in range(3):
+                cy, cx, s = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.25, 0.4)
+                out[i, :, :, c] += rng.uniform(-1, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    return tf.constant(out)
 
 
 def _bits(x):
@@ -28,125 +45,98 @@ def _reflect(i, size):
 
 
 # --------------------------------------------------------------------------------------------
-# Identity and exact pixel blitting.
+# The ops of the geometric path.
 
-def test_p0_is_bitwise_identity_and_p1_changes_every_image():
+def test_grid_sample_matches_scipy_bilinear_with_zero_padding_and_its_reference():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, [3, 9, 7, 2]).astype(np.float32)
+    grid = rng.uniform(-1.3, 1.3, [3, 5, 6, 2]).astype(np.float32)  # some reads fall outside
+    y = grid_sample(tf.constant(x), tf.constant(grid)).numpy()
+    np.testing.assert_array_equal(grid_sample(tf.constant(x), tf.constant(grid), impl="ref").numpy(), y)
+    h, w = 9, 7
+    rows, cols = ((grid[..., 1] + 1) * h - 1) / 2, ((grid[..., 0] + 1) * w - 1) / 2  # align_corners=False
+    for n in range(3):
+        for ch in range(2):
+            ref = scipy.ndimage.map_coordinates(x[n, :, :, ch].astype(np.float64), [rows[n], cols[n]], order=1,
+                                                mode="grid-constant", cval=0.0)
+            np.testing.assert_allclose(y[n, :, :, ch], ref, atol=1e-5)
+    # The identity grid reads every pixel centre exactly.
+    theta = tf.constant(np.tile([[[1, 0, 0], [0, 1, 0]]], [3, 1, 1]), tf.float32)
+    np.testing.assert_allclose(grid_sample(tf.constant(x), affine_grid(theta, 9, 7)).numpy(), x, atol=1e-6)
+
+
+def test_polyphase_upsample_equals_upfirdn2d():
+    x = _images(n=3, size=10, channels=2, seed=5)
+    for taps in (list(SYM6), [1, 3, 3, 1], [1, 2, 1]):
+        f = upfirdn2d.setup_filter(taps, separable=True)
+        np.testing.assert_allclose(upsample2x(x, taps).numpy(), upfirdn2d.upsample2d(x, f, up=2, impl="ref").numpy(),
+                                   atol=2e-6)
+
+
+def test_shrinking_does_not_alias():
+    """The reason for the reference's 2x sym6 path: a Nyquist checkerboard shrunk 2x becomes flat gray
+    (plain bilinear sampling at native resolution would return the checkerboard itself)."""
+    x = (np.indices([32, 32]).sum(0) % 2 * 2 - 1.0).astype(np.float32)[None, :, :, None]
+    shrink = tf.constant([[[2, 0, 0], [0, 2, 0], [0, 0, 1]]], tf.float32)  # output reads input at 2x
+    y = geometric_transform(tf.constant(x), shrink).numpy()[0, 8:24, 8:24, 0]
+    assert np.abs(y).max() < 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# Identity and pixel blitting (executed, as in the reference, through the filtered path).
+
+def test_p0_is_the_identity_and_p1_changes_every_image():
     x = _images(n=16, channels=2)
     pipe = AugmentPipe.from_spec("bgc", p=0.0)
     y = pipe(x, SEED)
     assert y.shape == x.shape and y.dtype == tf.float32
-    np.testing.assert_array_equal(_bits(y), _bits(x))
+    np.testing.assert_allclose(y.numpy(), x.numpy(), atol=2e-5)  # sym6 down(up(x)) = x (orthogonal wavelet)
     pipe.p.assign(1.0)
     y = pipe(x, SEED).numpy()
-    assert y.shape == x.shape and y.dtype == np.float32
-    assert all(not np.allclose(y[i], x[i]) for i in range(16))
+    assert all(not np.allclose(y[i], x[i], atol=1e-2) for i in range(16))
     assert np.isfinite(y).all()
 
 
-def test_xflip_is_an_exact_mirror():
-    x = _images(n=16).numpy()
+def test_xflip_mirrors():
+    """A mirror up to a sub-pixel shift: the reference flips at 2x between the asymmetric sym6 up- and
+    down-sampling filters, whose phases no longer cancel (tests/test_golden_reference.py checks the
+    exact values)."""
+    x = _smooth(n=16).numpy()
     y = AugmentPipe(xflip=1, p=1.0)(x, SEED).numpy()
-    flipped = [np.array_equal(y[i], x[i, :, ::-1]) for i in range(16)]
-    kept = [np.array_equal(y[i], x[i]) for i in range(16)]
+    flipped = [np.allclose(y[i], x[i, :, ::-1], atol=0.05 * np.abs(x[i]).max()) for i in range(16)]
+    kept = [np.allclose(y[i], x[i], atol=2e-5) for i in range(16)]
     assert all(f or k for f, k in zip(flipped, kept))
     assert any(flipped) and any(kept)
 
 
-def test_rotate90_permutes_pixels_exactly():
-    x = _images(n=16, size=6, channels=2).numpy()
+def test_rotate90_turns_by_quarters():
+    """Quarter turns, up to a sub-pixel shift (as xflip: odd turns mirror one axis at 2x)."""
+    x = _smooth(n=16, channels=2).numpy()
     y = AugmentPipe(rotate90=1, p=1.0)(x, SEED).numpy()
     turns = set()
     for i in range(16):
-        np.testing.assert_array_equal(np.sort(y[i], axis=None), np.sort(x[i], axis=None))  # a permutation
-        k = [k for k in range(4) if np.array_equal(y[i], np.rot90(x[i], k, axes=(0, 1)))]
+        scale = np.abs(x[i]).max()
+        k = [k for k in range(4) if np.allclose(y[i], np.rot90(x[i], k, axes=(0, 1)), atol=0.05 * scale)]
         assert len(k) == 1, f"sample {i} is not a quarter turn of its input"
         turns.add(k[0])
     assert len(turns) >= 3
 
 
-def test_integer_translation_copies_reflected_pixels():
-    x = _images(n=16, size=8, channels=2)
+def test_integer_translation_reads_reflected_pixels():
+    x = _smooth(n=16, size=16, channels=2, seed=2)
     pipe = AugmentPipe(xint=1, p=1.0)
-    params = pipe.draw_params(16, 8, 8, SEED)
+    params = pipe.draw_params(16, 16, 16, SEED)
     y = pipe.apply(x, params).numpy()
     g_inv, x = params["g_inv"].numpy(), x.numpy()
     shifts = set()
     for i in range(16):
         np.testing.assert_array_equal(g_inv[i, :2, :2], np.eye(2))
         tx, ty = g_inv[i, 0, 2], g_inv[i, 1, 2]  # output pixel (r, c) reads input (r + ty, c + tx)
-        assert tx == round(tx) and ty == round(ty) and max(abs(tx), abs(ty)) <= 1  # 0.125 * 8
-        rows = _reflect(np.arange(8) + int(ty), 8)
-        cols = _reflect(np.arange(8) + int(tx), 8)
-        np.testing.assert_array_equal(y[i], x[i][rows][:, cols])  # no interpolation blur
-        assert np.isin(y[i], x[i]).all()
+        assert tx == round(tx) and ty == round(ty) and max(abs(tx), abs(ty)) <= 2  # 0.125 * 16
+        rows, cols = _reflect(np.arange(16) + int(ty), 16), _reflect(np.arange(16) + int(tx), 16)
+        np.testing.assert_allclose(y[i], x[i][rows][:, cols], atol=2e-3)
         shifts.add((tx, ty))
     assert len(shifts) >= 3
-
-
-def test_resample_matches_scipy_bilinear_with_mirror_padding():
-    rng = np.random.default_rng(1)
-    x = rng.uniform(-1, 1, [3, 9, 7, 2]).astype(np.float32)
-    g_inv = np.tile(np.eye(3, dtype=np.float32), [3, 1, 1])
-    g_inv[:, :2, :] += rng.normal(0, 0.4, [3, 2, 3]).astype(np.float32)
-    y = resample(tf.constant(x), tf.constant(g_inv)).numpy()
-    h, w = 9, 7
-    ys, xs = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij")
-    for n in range(3):
-        src = np.einsum("ij,jhw->ihw", g_inv[n].astype(np.float64), np.stack([xs, ys, np.ones_like(xs)]))
-        coords = [src[1] + (h - 1) / 2, src[0] + (w - 1) / 2]  # (row, col)
-        for ch in range(2):
-            ref = scipy.ndimage.map_coordinates(x[n, :, :, ch].astype(np.float64), coords, order=1, mode="mirror")
-            np.testing.assert_allclose(y[n, :, :, ch], ref, atol=1e-5)
-
-
-# --------------------------------------------------------------------------------------------
-# Colour ops and channels.
-
-def test_brightness_and_contrast_formulas_on_constant_images():
-    n = 2048
-    x = tf.fill([n, 2, 2, 1], 0.25)
-    pipe = AugmentPipe(brightness=1, contrast=1, p=1.0)
-    params = pipe.draw_params(n, 2, 2, SEED)
-    y = pipe.apply(x, params).numpy()
-    b, c = params["brightness"].numpy(), params["contrast"].numpy()
-    np.testing.assert_allclose(y, np.broadcast_to(((0.25 + b) * c)[:, None, None, None], y.shape), rtol=1e-6)
-    assert abs(np.std(b) - 0.2) < 0.02 and abs(np.mean(b)) < 0.02  # brightness_std
-    assert abs(np.std(np.log2(c)) - 0.5) < 0.04 and abs(np.mean(np.log2(c))) < 0.04  # contrast_std (log2)
-    np.testing.assert_array_equal(params["g_inv"].numpy(), np.tile(np.eye(3), [n, 1, 1]))  # no geometry
-    pipe.p.assign(0.3)
-    b = pipe.draw_params(n, 2, 2, SEED)["brightness"].numpy()
-    assert abs(np.mean(b != 0) - 0.3) < 0.04  # fires with probability p * multiplier
-
-
-def test_color_ops_leave_mask_channel_alone_and_hit_all_rgb_channels():
-    x = _images(n=8, channels=2)
-    y = AugmentPipe(brightness=1, contrast=1, p=1.0)(x, SEED).numpy()
-    np.testing.assert_array_equal(_bits(y[..., 1]), _bits(x.numpy()[..., 1]))
-    assert not np.allclose(y[..., 0], x.numpy()[..., 0])
-    rgb = tf.tile(x[..., :1], [1, 1, 1, 3])
-    y3 = AugmentPipe(brightness=1, contrast=1, p=1.0)(rgb, SEED).numpy()
-    np.testing.assert_array_equal(y3[..., 1], y3[..., 0])
-    np.testing.assert_array_equal(y3[..., 2], y3[..., 0])
-    np.testing.assert_allclose(y3[..., 0], y[..., 0], rtol=1e-6)
-
-
-def test_mask_channel_moves_with_the_image():
-    img = _images(n=16, size=8, channels=1, seed=3)
-    mask = tf.where(_images(n=16, size=8, channels=1, seed=4) > 0, 1.0, -1.0)
-    x = tf.concat([img, mask], axis=-1)
-    # Blits keep a binary mask binary, and move it exactly like the image.
-    y = AugmentPipe.from_spec("blit", p=1.0)(tf.concat([mask, mask], axis=-1), SEED).numpy()
-    assert set(np.unique(y)) <= {-1.0, 1.0}
-    np.testing.assert_array_equal(y[..., 0], y[..., 1])
-    # Full bgc: the mask is the geometric transform of the input mask, never recoloured.
-    pipe = AugmentPipe.from_spec("bgc", p=1.0)
-    params = pipe.draw_params(16, 8, 8, SEED)
-    y = pipe.apply(x, params).numpy()
-    geom_only = resample(mask, params["g_inv"]).numpy()[..., 0]
-    identity = np.all(params["g_inv"].numpy() == np.eye(3), axis=(1, 2))
-    geom_only[identity] = mask.numpy()[identity, ..., 0]
-    np.testing.assert_array_equal(y[..., 1], geom_only)
-    assert y[..., 1].min() >= -1 and y[..., 1].max() <= 1
 
 
 def test_rotation_fires_with_probability_p():
@@ -156,6 +146,67 @@ def test_rotation_fires_with_probability_p():
     rotated = ~np.all(g_inv == np.eye(3), axis=(1, 2))
     assert abs(rotated.mean() - 0.4) < 0.03
     np.testing.assert_allclose(np.linalg.det(g_inv[:, :2, :2]), 1.0, atol=1e-5)  # pure rotations
+
+
+# --------------------------------------------------------------------------------------------
+# Colour ops and channels.
+
+def test_brightness_contrast_and_luma_flip_on_one_channel():
+    """On gray, the reference's colour matrix averaged over R, G, B is out = (1 - 2i) * c * (x + b):
+    the luma flip (Householder reflection about the luma axis) is an intensity negation."""
+    n = 2048
+    x = tf.fill([n, 2, 2, 1], 0.25)
+    pipe = AugmentPipe(brightness=1, contrast=1, lumaflip=1, p=1.0)
+    draws = draw_random(SEED, n)
+    y = pipe.apply(x, pipe.params_from_draws(draws, 2, 2)).numpy()
+    b = draws["brightness"].numpy() * 0.2
+    c = 2.0 ** (draws["contrast"].numpy() * 0.5)
+    i = np.floor(draws["lumaflip"].numpy() * 2)
+    expected = (1 - 2 * i) * c * (0.25 + b)
+    np.testing.assert_allclose(y, np.broadcast_to(expected[:, None, None, None], y.shape), rtol=1e-5, atol=1e-6)
+    assert abs(np.std(b) - 0.2) < 0.02 and abs(np.mean(b)) < 0.02  # brightness_std
+    assert abs(np.std(np.log2(c)) - 0.5) < 0.04  # contrast_std (log2)
+    assert 0.45 < i.mean() < 0.55  # half of the fired flips negate
+    pipe.p.assign(0.3)
+    params = pipe.draw_params(n, 2, 2, SEED)
+    offset = params["color"].numpy()[:, 0, 3]
+    assert abs(np.mean(offset != 0) - 0.3) < 0.04  # brightness fires with probability p * multiplier
+
+
+def test_hue_and_saturation_act_on_rgb_only():
+    pipe = AugmentPipe(hue=1, saturation=1, p=1.0)
+    gray = _images(n=8, channels=1)
+    np.testing.assert_array_equal(pipe(gray, SEED).numpy(), gray.numpy())  # skipped on one channel
+    rgb = _images(n=8, channels=3, seed=1)
+    y = pipe(rgb, SEED).numpy()
+    assert all(not np.allclose(y[i], rgb.numpy()[i], atol=1e-3) for i in range(8))
+    # Both keep the luma axis: gray RGB pixels stay gray.
+    gray_rgb = tf.tile(gray, [1, 1, 1, 3])
+    np.testing.assert_allclose(pipe(gray_rgb, SEED).numpy(), gray_rgb.numpy(), atol=1e-5)
+
+
+def test_color_ops_leave_mask_channel_alone_and_hit_all_rgb_channels():
+    x = _images(n=8, channels=2)
+    y = AugmentPipe(brightness=1, contrast=1, p=1.0)(x, SEED).numpy()
+    np.testing.assert_array_equal(_bits(y[..., 1]), _bits(x.numpy()[..., 1]))
+    assert not np.allclose(y[..., 0], x.numpy()[..., 0])
+    rgb = tf.tile(x[..., :1], [1, 1, 1, 3])
+    y3 = AugmentPipe(brightness=1, contrast=1, p=1.0)(rgb, SEED).numpy()
+    np.testing.assert_allclose(y3[..., 1], y3[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(y3[..., 2], y3[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(y3[..., 0], y[..., 0], rtol=1e-5, atol=1e-6)
+
+
+def test_mask_channel_moves_with_the_image_and_is_never_recoloured():
+    img = _images(n=16, size=8, channels=1, seed=3)
+    mask = tf.where(_images(n=16, size=8, channels=1, seed=4) > 0, 1.0, -1.0)
+    x = tf.concat([img, mask], axis=-1)
+    pipe = AugmentPipe.from_spec("bgc", p=1.0)
+    params = pipe.draw_params(16, 8, 8, SEED)
+    y = pipe.apply(x, params).numpy()
+    moved = geometric_transform(x, params["g_inv"]).numpy()
+    np.testing.assert_array_equal(y[..., 1], moved[..., 1])
+    np.testing.assert_array_equal(geometric_transform(mask, params["g_inv"]).numpy()[..., 0], moved[..., 1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +256,21 @@ def test_xla_matches_eager_and_seeds_reproduce():
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
 
 
+def test_draws_are_named_independent_columns():
+    draws = draw_random(SEED, 4000)
+    assert list(draws) == [name for name, _, _ in DRAWS]
+    for name, kind, cols in DRAWS:
+        v = draws[name].numpy()
+        assert v.shape == ((4000, cols) if cols > 1 else (4000,))
+        if kind == "uniform":
+            assert v.min() >= 0 and v.max() < 1 and abs(v.mean() - 0.5) < 0.02
+        else:
+            assert abs(v.mean()) < 0.05 and abs(v.std() - 1) < 0.05
+    flat = np.concatenate([draws[name].numpy().reshape(4000, -1) for name, _, _ in DRAWS], axis=1)
+    corr = np.corrcoef(flat, rowvar=False)
+    assert np.abs(corr - np.eye(len(corr))).max() < 0.1  # no two draws share a stream
+
+
 def test_generator_state_and_p_are_checkpointed(tmp_path):
     x = _images(n=4)
     pipe = AugmentPipe.from_spec("bgc", p=0.7, seed=5)
@@ -222,9 +288,9 @@ def test_changing_p_does_not_retrace():
     x = _images(n=4)
     pipe = AugmentPipe.from_spec("bgc", p=0.0)
     step = tf.function(lambda x: pipe(x, SEED))
-    np.testing.assert_array_equal(step(x).numpy(), x.numpy())
+    np.testing.assert_allclose(step(x).numpy(), x.numpy(), atol=2e-5)
     pipe.p.assign(1.0)
-    assert not np.allclose(step(x).numpy(), x.numpy())
+    assert not np.allclose(step(x).numpy(), x.numpy(), atol=1e-2)
     assert step.experimental_get_tracing_count() == 1
 
 
@@ -235,6 +301,8 @@ def test_bad_arguments_raise_user_errors():
         AugmentPipe(p=1.5)
     with pytest.raises(UserError, match="xflip"):
         AugmentPipe(xflip=-1)
+    with pytest.raises(UserError, match="color_channels"):
+        AugmentPipe(color_channels=2)
     with pytest.raises(UserError, match="batch_size"):
         AdaController(AugmentPipe(), batch_size=0)
 

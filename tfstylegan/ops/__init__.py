@@ -8,7 +8,7 @@ Modules, used as in stylegan2-ada-pytorch (`from tfstylegan.ops import upfirdn2d
 - `bias_act`: bias + activation + gain + clamp (`bias_act`, `activation_funcs`).
 - `conv2d_resample`: convolution with FIR up/downsampling (`conv2d_resample`).
 - `modulated_conv2d`: StyleGAN2's modulated/demodulated convolution (`modulated_conv2d`).
-- `grid_sample`: bilinear resampling by per-sample affine transforms (`resample`), for ADA.
+- `grid_sample`: torch-style `affine_grid` and bilinear `grid_sample` (zero padding), for ADA.
 - `random`: counter-based random numbers identical eagerly and under XLA (`random_uniform`, `random_normal`).
 
 The package re-exports modules, not functions, so that `ops.upfirdn2d` is always the

@@ -1,8 +1,17 @@
-"""Bilinear grid resampling of NHWC images by per-sample affine transforms, reflecting at the borders.
+"""Affine sampling grids and bilinear grid sampling of NHWC images, as torch's `affine_grid` and
+`grid_sample` (mode 'bilinear', padding 'zeros', align_corners=False), which ADA's geometric
+augmentation uses.
 
-Linear in the images: its gradient is a scatter-add and the gradient of that a gather again, so it is
-differentiable to any order and XLA-compilable (TF's ImageProjectiveTransformV3 has neither an XLA
-kernel nor an adjoint gradient; see docs/AUGMENT.md).
+Coordinates are normalised: -1 and 1 are the outer edges of the first and last pixels, so pixel j
+of a W-wide image has its centre at (2j + 1) / W - 1. Reads outside the image are zeros.
+
+`grid_sample` is linear in the images: its gradient is a scatter-add (the gradient of a gather)
+and the gradient of that a gather again, so it is differentiable to any order w.r.t. the images
+(R1 through the augmentation needs the second order) and compiles under XLA. It is not
+differentiated w.r.t. the grid (ADA never needs that). TF's ImageProjectiveTransformV3 has neither
+an XLA kernel nor an adjoint gradient (docs/AUGMENT.md), hence this op.
+`impl='ref'` is a per-sample, per-corner loop over `tf.gather_nd` on a zero-padded image, for
+tests.
 """
 
 from __future__ import annotations
@@ -10,47 +19,75 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _reflect(i: tf.Tensor, size: int) -> tf.Tensor:
-    """Integer pixel indices folded into [0, size) by periodic 'reflect' (edge not repeated)."""
-    if size == 1:
-        return tf.zeros_like(i)
-    period = 2 * (size - 1)
-    i = tf.math.floormod(i, period)
-    return tf.where(i >= size, period - i, i)
-
-
-def resample(images: tf.Tensor, g_inv: tf.Tensor) -> tf.Tensor:
-    """Bilinear resampling of `images` by the inverse transforms `g_inv`, reflecting at the borders.
-
-    Output pixel (row i, column j) sits at x = j - (W - 1) / 2, y = i - (H - 1) / 2 (pixel units,
-    origin at the image centre); it reads the input at `g_inv @ [x, y, 1]` in the same frame.
-    Linear in `images`; differentiable to any order w.r.t. them (not w.r.t. `g_inv`).
+def affine_grid(theta: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Sampling grid of per-sample affine maps (torch `affine_grid`, align_corners=False).
 
     Args:
-      images: [N, H, W, C] float.
-      g_inv: [N, 3, 3] float32, affine (last row [0, 0, 1]).
+      theta: [N, 2, 3] float32, output normalised (x, y, 1) -> input normalised (x, y).
+      height, width: output size.
     Returns:
-      [N, H, W, C], same dtype as `images`.
+      [N, height, width, 2] float32 normalised input coordinates (x, y).
     """
-    n, h, w, c = images.shape
-    n = tf.shape(images)[0] if n is None else n
+    xs = (2 * tf.range(width, dtype=tf.float32) + 1) / width - 1
+    ys = (2 * tf.range(height, dtype=tf.float32) + 1) / height - 1
+    yy, xx = tf.meshgrid(ys, xs, indexing="ij")
+    base = tf.stack([tf.reshape(xx, [-1]), tf.reshape(yy, [-1]), tf.ones([height * width])], axis=0)  # [3, P]
+    grid = tf.einsum("nij,jp->npi", tf.cast(theta, tf.float32), base)  # [N, P, 2]
+    return tf.reshape(grid, [-1, height, width, 2])
+
+
+def grid_sample(images: tf.Tensor, grid: tf.Tensor, impl: str = "fast") -> tf.Tensor:
+    """Bilinear sampling with zero padding (torch `grid_sample`, align_corners=False).
+
+    Args:
+      images: [N, H, W, C] float (H, W, C static).
+      grid: [N, Ho, Wo, 2] float32 normalised (x, y) positions to read.
+      impl: 'fast' (batched gathers) or 'ref' (a loop over samples and corners).
+    Returns:
+      [N, Ho, Wo, C] in the images' dtype.
+    """
+    if impl not in ("fast", "ref"):
+        raise ValueError(f"impl must be 'fast' or 'ref'. Received: impl={impl!r}")
+    _, h, w, c = images.shape
     if h is None or w is None or c is None:
-        raise ValueError(f"resample: height, width and channels must be static. Received: shape={images.shape}")
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    ys, xs = tf.meshgrid(tf.range(h, dtype=tf.float32) - cy, tf.range(w, dtype=tf.float32) - cx, indexing="ij")
-    grid = tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1]), tf.ones([h * w])], axis=0)  # [3, H*W]
-    src = tf.einsum("nij,jk->nik", tf.cast(g_inv, tf.float32), grid)  # [N, 3, H*W]
-    x, y = src[:, 0] + cx, src[:, 1] + cy  # input pixel coordinates, [N, H*W]
-    x0, y0 = tf.floor(x), tf.floor(y)
-    fx, fy = x - x0, y - y0  # exactly 0 for integer positions: blits copy pixels bit for bit
+        raise ValueError(f"grid_sample: height, width and channels must be static. Received: shape={images.shape}")
+    n = tf.shape(images)[0]
+    ho, wo = grid.shape[1], grid.shape[2]
+    grid = tf.cast(grid, tf.float32)
+    px = ((grid[..., 0] + 1) * w - 1) / 2  # input pixel coordinates [N, Ho, Wo]
+    py = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = tf.floor(px), tf.floor(py)
+    fx, fy = px - x0, py - y0
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    xi = [_reflect(x0, w), _reflect(x0 + 1, w)]
-    yi = [_reflect(y0, h), _reflect(y0 + 1, h)]
-    wx, wy = [1 - fx, fx], [1 - fy, fy]
-    index = tf.stack([yi[a] * w + xi[b] for a in (0, 1) for b in (0, 1)], axis=1)  # [N, 4, H*W]
-    weight = tf.stack([wy[a] * wx[b] for a in (0, 1) for b in (0, 1)], axis=1)  # [N, 4, H*W]
+    if impl == "ref":
+        return _grid_sample_ref(images, x0, y0, fx, fy)
     flat = tf.reshape(images, [n, h * w, c])
-    corners = tf.gather(flat, tf.reshape(index, [n, 4 * h * w]), batch_dims=1)  # [N, 4*H*W, C]
-    corners = tf.reshape(corners, [n, 4, h * w, c])
-    out = tf.reduce_sum(corners * tf.cast(weight, images.dtype)[..., None], axis=1)  # [N, H*W, C]
-    return tf.reshape(out, [n, h, w, c])
+    out = None
+    for dy, wy in ((0, 1 - fy), (1, fy)):
+        for dx, wx in ((0, 1 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            index = tf.clip_by_value(yi, 0, h - 1) * w + tf.clip_by_value(xi, 0, w - 1)  # [N, Ho, Wo]
+            values = tf.gather(flat, tf.reshape(index, [n, -1]), batch_dims=1)  # [N, Ho*Wo, C]
+            weight = tf.reshape(wx * wy * tf.cast(inside, tf.float32), [n, -1, 1])
+            term = values * tf.cast(weight, images.dtype)
+            out = term if out is None else out + term
+    return tf.reshape(out, [n, ho, wo, c])
+
+
+def _grid_sample_ref(images, x0, y0, fx, fy):
+    """Zero-pad by one pixel on every side, then gather the four neighbours sample by sample."""
+    _, h, w, c = images.shape
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    outputs = []
+    for i in range(images.shape[0]):
+        acc = 0.0
+        for dy, wy in ((0, 1 - fy[i]), (1, fy[i])):
+            for dx, wx in ((0, 1 - fx[i]), (1, fx[i])):
+                # Positions more than one pixel outside read the zero border (clipped there).
+                yi = tf.clip_by_value(y0[i] + dy + 1, 0, h + 1)
+                xi = tf.clip_by_value(x0[i] + dx + 1, 0, w + 1)
+                values = tf.gather_nd(padded[i], tf.stack([yi, xi], axis=-1))  # [Ho, Wo, C]
+                acc = acc + values * tf.cast(wx * wy, images.dtype)[..., None]
+        outputs.append(acc)
+    return tf.stack(outputs)

@@ -77,7 +77,7 @@ class StyleGAN2Phases:
         if self.cfg.aug == "none":
             return img
         n_local = n_global // self.num_replicas
-        params = self.pipe.draw_params(n_global, self.res, self.res, seed)
+        params = self.pipe.draw_params(n_global, self.res, self.res, seed, self.pipe.color_channels_of(self.channels))
         params = {k: _replica_slice(v, rid, n_local) for k, v in params.items()}
         return self.pipe.apply(img, params)
 
