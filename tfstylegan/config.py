@@ -1,14 +1,28 @@
 """Frozen, validated configs for the StyleGAN2 networks and their training, with presets.
 
-Presets (stylegan2-ada-pytorch `train.py` cfg_specs, adapted to 1-channel MRI):
+Presets. `auto`, `stylegan2`, `paper256`, `paper512`, `paper1024` and `cifar` are the configs of
+stylegan2-ada-pytorch `train.py` (cfg_specs) with the reference's values; all six use fp16 in the
+4 highest resolutions with conv_clamp 256 where mixed precision is on (by default on a GPU).
+`tiny`, `demo` and `bench32` are this toolkit's small CPU presets.
 
-| preset    | res | batch | mbstd | fmaps base | map | lr     | gamma  | ema kimg | use            |
-|-----------|-----|-------|-------|------------|-----|--------|--------|----------|----------------|
-| tiny      | 16  | 4     | 2     | 256        | 2   | 0.0025 | 0.01   | 0.01     | unit tests     |
-| demo      | 32  | 8     | 4     | 2048       | 2   | 0.0025 | 0.01   | 0.5      | CPU minutes    |
-| bench32   | 32  | 8     | 4     | 8192       | 2   | 0.0025 | 0.0082 | 2.5      | benchmarks     |
-| auto      | 256 | 16    | 4     | 16384      | 2   | 0.0025 | 0.8192 | 5.0      | one GPU, ADA   |
-| paper256  | 256 | 64    | 8     | 16384      | 8   | 0.0025 | 1      | 20       | the paper      |
+| preset    | res  | batch | mbstd | fmaps base | map | lr     | gamma  | ema kimg | ramp | use            |
+|-----------|------|-------|-------|------------|-----|--------|--------|----------|------|----------------|
+| tiny      | 16   | 4     | 2     | 256        | 2   | 0.0025 | 0.01   | 0.01     | -    | unit tests     |
+| demo      | 32   | 8     | 4     | 2048       | 2   | 0.0025 | 0.01   | 0.5      | 0.05 | CPU minutes    |
+| bench32   | 32   | 8     | 4     | 8192       | 2   | 0.0025 | 0.0082 | 2.5      | 0.05 | benchmarks     |
+| auto      | data | formula of resolution and GPU count (`auto_spec`), e.g. 256 on 1 GPU: | | |
+|           | 256  | 16    | 4     | 16384      | 2   | 0.0025 | 0.8192 | 5        | 0.05 | ADA's default  |
+| stylegan2 | 1024 | 32    | 4     | 32768      | 8   | 0.002  | 10     | 10       | -    | StyleGAN2 F    |
+| paper256  | 256  | 64    | 8     | 16384      | 8   | 0.0025 | 1      | 20       | -    | the ADA paper  |
+| paper512  | 512  | 64    | 8     | 32768      | 8   | 0.0025 | 0.5    | 20       | -    | the ADA paper  |
+| paper1024 | 1024 | 32    | 4     | 32768      | 8   | 0.002  | 2      | 10       | -    | the ADA paper  |
+| cifar     | 32   | 64    | 32    | 32768      | 2   | 0.0025 | 0.01   | 500      | 0.05 | CIFAR-10 (*)   |
+
+(*) cifar also turns off path-length regularisation and style mixing and uses the 'orig'
+(non-residual) discriminator, and trains 100000 kimg. The reference's `ref_gpus` (the GPU count a
+config was tuned for) only splits its batch into per-GPU rounds; here the batch is the global batch,
+whatever the number of replicas. Resolution: every preset adapts to the dataset's (`with_data`);
+`auto` also re-derives its values from it and from the number of replicas (`resolve_preset`).
 
 Configs are immutable (`dataclasses.replace` derives new ones), validate themselves in
 `__post_init__` with messages that say what to change, and round-trip through
@@ -28,7 +42,19 @@ from tfstylegan.utils.errors import UserError
 if TYPE_CHECKING:  # annotation only: the data layer sits above the configs
     from tfstylegan.data.classes import ClassLayout
 
-_PRESET_NAMES = ("tiny", "demo", "bench32", "auto", "paper256")
+_PRESET_NAMES = ("tiny", "demo", "bench32", "auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar")
+
+# stylegan2-ada-pytorch train.py cfg_specs: batch (mb), minibatch-std group (mbstd), channel_base / 32768
+# (fmaps), learning rate, R1 gamma, EMA half-life kimg, EMA ramp-up, mapping layers, length (kimg).
+REFERENCE_CFG_SPECS: dict[str, dict[str, Any]] = {
+    "stylegan2": dict(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8, kimg=25000),
+    "paper256": dict(mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8, kimg=25000),
+    "paper512": dict(mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8, kimg=25000),
+    "paper1024": dict(mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8, kimg=25000),
+    "cifar": dict(mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2, kimg=100000),
+}
+_REFERENCE_RESOLUTION = {"auto": 256, "stylegan2": 1024, "paper256": 256, "paper512": 512, "paper1024": 1024,
+                         "cifar": 32}
 
 
 def _is_pow2(x: int) -> bool:
@@ -306,12 +332,44 @@ class Preset(_ConfigMixin):
         return dataclasses.replace(self, generator=gen, discriminator=disc)
 
 
-def _auto_gamma(res: int, batch: int) -> float:
-    return 0.0002 * res ** 2 / batch
+def auto_spec(resolution: int, num_gpus: int = 1) -> dict[str, Any]:
+    """stylegan2-ada-pytorch's cfg 'auto' for a resolution and GPU (replica) count (train.py):
+
+        mb = max(min(gpus * min(4096 // res, 32), 64), gpus)   mbstd = min(mb // gpus, 4)
+        fmaps = 1 if res >= 512 else 0.5                        lrate = 0.002 if res >= 1024 else 0.0025
+        gamma = 0.0002 * res ** 2 / mb                          ema = mb * 10 / 32    (ramp 0.05, map 2)
+    """
+    res, gpus = int(resolution), int(num_gpus)
+    _check(_is_pow2(res) and gpus >= 1, f"auto_spec: resolution must be a power of two and num_gpus >= 1. "
+           f"Received: resolution={resolution}, num_gpus={num_gpus}")
+    mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
+    return dict(mb=mb, mbstd=min(mb // gpus, 4), fmaps=1 if res >= 512 else 0.5, lrate=0.002 if res >= 1024 else 0.0025,
+                gamma=0.0002 * res ** 2 / mb, ema=mb * 10 / 32, ramp=0.05, map=2, kimg=25000)
 
 
-def get_preset(name: str) -> Preset:
-    """Returns a preset by name: tiny | demo | bench32 | auto | paper256."""
+def _reference_preset(name: str, spec: Mapping[str, Any], resolution: int) -> Preset:
+    """A preset from a reference cfg spec: networks as train.py builds them, fp16 in the top 4 resolutions."""
+    channel_base = int(spec["fmaps"] * 32768)
+    g = GeneratorConfig(img_resolution=resolution, mapping_layers=spec["map"], channel_base=channel_base,
+                        channel_max=512, num_fp16_res=4, conv_clamp=256)
+    d = DiscriminatorConfig(img_resolution=resolution, channel_base=channel_base, channel_max=512, num_fp16_res=4,
+                            conv_clamp=256, mbstd_group_size=spec["mbstd"], mapping_layers=8,
+                            architecture="orig" if name == "cifar" else "resnet")
+    t = TrainConfig(batch_size=spec["mb"], g_lr=spec["lrate"], d_lr=spec["lrate"], r1_gamma=float(spec["gamma"]),
+                    ema_kimg=float(spec["ema"]), ema_rampup=spec["ramp"], total_kimg=float(spec["kimg"]))
+    if name == "cifar":
+        t = t.replace(pl_weight=0.0, style_mixing_prob=0.0)
+    return Preset(name=name, generator=g, discriminator=d, train=t)
+
+
+def get_preset(name: str, resolution: int | None = None, num_gpus: int = 1) -> Preset:
+    """Returns a preset by name (see the table above).
+
+    Args:
+      name: tiny | demo | bench32 | auto | stylegan2 | paper256 | paper512 | paper1024 | cifar.
+      resolution: the images' resolution (default: the preset's own); 'auto' derives its values from it.
+      num_gpus: replicas training together ('auto' derives its batch from it; the others ignore it).
+    """
     if name == "tiny":
         g = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=16, img_channels=1, mapping_layers=2,
                             channel_base=256, channel_max=32)
@@ -319,6 +377,7 @@ def get_preset(name: str) -> Preset:
                                 mbstd_group_size=2, mapping_layers=2)
         t = TrainConfig(batch_size=4, r1_gamma=0.01, ema_kimg=0.01, ema_rampup=None, ada_kimg=1.0,
                         total_kimg=0.032, kimg_per_tick=0.016, snapshot_ticks=1, xla=False)
+        preset = Preset(name=name, generator=g, discriminator=d, train=t)
     elif name == "demo":
         g = GeneratorConfig(z_dim=128, w_dim=128, img_resolution=32, img_channels=1, mapping_layers=2,
                             channel_base=2048, channel_max=128)
@@ -326,27 +385,25 @@ def get_preset(name: str) -> Preset:
                                 mbstd_group_size=4, mapping_layers=2)
         t = TrainConfig(batch_size=8, r1_gamma=0.01, ema_kimg=0.5, ema_rampup=0.05, ada_kimg=20.0,
                         total_kimg=2.0, kimg_per_tick=0.25, snapshot_ticks=2, xla=False)
+        preset = Preset(name=name, generator=g, discriminator=d, train=t)
     elif name == "bench32":
         g = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=32, img_channels=1, mapping_layers=2,
                             channel_base=8192, channel_max=512)
         d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=8192, channel_max=512,
                                 mbstd_group_size=4, mapping_layers=2)
-        t = TrainConfig(batch_size=8, r1_gamma=_auto_gamma(32, 8), ema_kimg=8 * 10 / 32, ema_rampup=0.05,
+        t = TrainConfig(batch_size=8, r1_gamma=0.0002 * 32 ** 2 / 8, ema_kimg=8 * 10 / 32, ema_rampup=0.05,
                         aug="fixed", aug_p=0.2, xla=False)
+        preset = Preset(name=name, generator=g, discriminator=d, train=t)
     elif name == "auto":
-        g = GeneratorConfig(img_resolution=256, mapping_layers=2, channel_base=16384, channel_max=512,
-                            num_fp16_res=4, conv_clamp=256)
-        d = DiscriminatorConfig(img_resolution=256, channel_base=16384, channel_max=512, num_fp16_res=4,
-                                conv_clamp=256, mbstd_group_size=4, mapping_layers=8)
-        t = TrainConfig(batch_size=16, r1_gamma=_auto_gamma(256, 16), ema_kimg=16 * 10 / 32, ema_rampup=0.05)
-    elif name == "paper256":
-        g = GeneratorConfig(img_resolution=256, mapping_layers=8, channel_base=16384, channel_max=512)
-        d = DiscriminatorConfig(img_resolution=256, channel_base=16384, channel_max=512, mbstd_group_size=8,
-                                mapping_layers=8)
-        t = TrainConfig(batch_size=64, r1_gamma=1.0, ema_kimg=20.0, ema_rampup=None)
+        res = int(resolution or _REFERENCE_RESOLUTION[name])
+        preset = _reference_preset(name, auto_spec(res, num_gpus), res)
+    elif name in REFERENCE_CFG_SPECS:
+        preset = _reference_preset(name, REFERENCE_CFG_SPECS[name], _REFERENCE_RESOLUTION[name])
     else:
         raise UserError(f"Unknown preset {name!r}. Choose one of {', '.join(_PRESET_NAMES)}.")
-    return Preset(name=name, generator=g, discriminator=d, train=t)
+    if resolution is not None:
+        preset = preset.with_data(img_resolution=int(resolution))
+    return preset
 
 
 PRESET_NAMES = _PRESET_NAMES
@@ -357,14 +414,18 @@ TRAIN_OVERRIDE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def resolve_preset(preset: Preset | str, manifest: dict, layout: ClassLayout, with_mask: bool,
-                   overrides: dict | None = None) -> Preset:
+                   overrides: dict | None = None, num_replicas: int = 1) -> Preset:
     """The preset adapted to the data (resolution, channels, classes) with TrainConfig overrides.
+
+    A preset given by name is built for the data's resolution and `num_replicas` ('auto' derives
+    batch, gamma, EMA, channels and lr from them, as the reference); a `Preset` object (e.g. a
+    resumed run's) is only adapted.
 
     Mixed precision with a preset that has no fp16 blocks gets the ADA setting: the 4 highest
     resolutions in float16 and conv_clamp 256.
     """
     if isinstance(preset, str):
-        preset = get_preset(preset)
+        preset = get_preset(preset, resolution=int(manifest["resolution"]), num_gpus=num_replicas)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     bad = sorted(set(overrides) - set(TRAIN_OVERRIDE_FIELDS))
     if bad:

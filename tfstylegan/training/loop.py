@@ -122,9 +122,11 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
                 **{k: v for k, v in (train_overrides or {}).items() if v is not None}))
             train_overrides = None
         else:
-            base = get_preset(preset) if isinstance(preset, str) else preset
+            base = (get_preset(preset, resolution=int(manifest["resolution"]), num_gpus=strategy.num_replicas_in_sync)
+                    if isinstance(preset, str) else preset)
             preset = dataclasses.replace(base, generator=stored.generator, discriminator=stored.discriminator)
-    preset = resolve_preset(preset, manifest, layout, with_mask, train_overrides)
+    preset = resolve_preset(preset, manifest, layout, with_mask, train_overrides,
+                            num_replicas=strategy.num_replicas_in_sync)
     if resume is not None:
         _networks_shape_check(stored, preset, resume)
 
