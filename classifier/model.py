@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np

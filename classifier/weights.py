@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import h5py
 import keras

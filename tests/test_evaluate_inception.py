@@ -1,4 +1,5 @@
-"""ImageNet-InceptionV3 features of tfstylegan.apps.evaluation: `InceptionFeatures` and `evaluate(inception_weights=...)`.
+"""ImageNet-InceptionV3 features of tfstylegan.apps.evaluation: `InceptionFeatures` and
+`evaluate(inception_weights=...)`.
 
 Random notop InceptionV3 weights at input 75 stand in for Keras' ImageNet file (nothing is downloaded).
 """

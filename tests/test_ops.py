@@ -113,7 +113,8 @@ def test_upsample_downsample_hand_computed():
     box = upfirdn2d.setup_filter([1, 1])
     expect_up = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]], np.float64)
     big = np.arange(16.).reshape(1, 4, 4, 1)
-    expect_down = np.array([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4], [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]])
+    expect_down = np.array([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4],
+                            [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]])
     for impl in ['ref', 'fast', 'conv', 'taps']:
         np.testing.assert_allclose(upfirdn2d.upsample2d(img, box, impl=impl).numpy()[0, :, :, 0], expect_up, rtol=1e-6)
         np.testing.assert_allclose(upfirdn2d.downsample2d(big, box, impl=impl).numpy()[0, :, :, 0], expect_down,

@@ -30,7 +30,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class MatEntry:
 
     name: str
     stem: str
-    open: Callable[[], "str | io.BytesIO"]
+    open: Callable[[], str | io.BytesIO]
 
 
 def slice_sort_key(stem: str):

@@ -150,7 +150,7 @@ def load_dataset(data_dir: str | os.PathLike, split: str = "train", class_name: 
         ds = tf.data.Dataset.zip((ds, coins)).map(
             lambda e, f: to_float(e[0], e[1], e[2], f), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda i, m, l: to_float(i, m, l, None), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda i, m, label: to_float(i, m, label, None), num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
     options = tf.data.Options()

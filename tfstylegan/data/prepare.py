@@ -23,7 +23,7 @@ import sys
 import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

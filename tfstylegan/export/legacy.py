@@ -38,7 +38,8 @@ import math
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -96,7 +97,7 @@ class NetworkRecord:
         """All variables by full name ('Dense0/weight', 'mapping/Dense0/weight', ...), as legacy.py."""
         out: dict[str, np.ndarray] = {}
 
-        def recurse(prefix: str, net: "NetworkRecord") -> None:
+        def recurse(prefix: str, net: NetworkRecord) -> None:
             for name, value in net.variables:
                 out[prefix + str(name)] = value
             for cname, comp in net.components.items():

@@ -14,7 +14,7 @@ features); numbers are comparable between runs with the same `distance_fn` only.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -14,7 +14,7 @@ tens of thousands of features fit; the blockwise helpers are shared with
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

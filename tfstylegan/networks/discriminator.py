@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-_SQRT_HALF = 0.7071067811865476  # a Python float: Keras turns numpy scalars passed to call() into tensors
-
 from tfstylegan.config import DiscriminatorConfig
 from tfstylegan.networks.layers import Conv2dLayer, FullyConnectedLayer, assert_shape, policy_for
 from tfstylegan.networks.mapping import MappingNetwork
+
+_SQRT_HALF = 0.7071067811865476  # a Python float: Keras turns numpy scalars passed to call() into tensors
 
 
 @keras.saving.register_keras_serializable(package="tfstylegan")

@@ -38,7 +38,8 @@ def _check_weight(x, w, groups):
         raise ValueError(f'Expected x [N, H, W, I] and w [kh, kw, I // groups, O]. Received: x {x.shape}, w {w.shape}')
     kh, kw, in_per_group, out_channels = (int(d) for d in w.shape)
     if not isinstance(groups, int) or groups < 1 or out_channels % groups:
-        raise ValueError(f'groups must be an int >= 1 dividing the {out_channels} output channels. Received: {groups!r}')
+        raise ValueError(f'groups must be an int >= 1 dividing the {out_channels} output channels. '
+                         f'Received: {groups!r}')
     if x.shape[-1] is not None and x.shape[-1] != in_per_group * groups:
         raise ValueError(f'x has {x.shape[-1]} channels but w {w.shape} with groups={groups} expects '
                          f'{in_per_group * groups}.')
@@ -51,7 +52,8 @@ def _conv2d(x, w, stride=1, padding=(0, 0, 0, 0), flip_weight=True):
         w = tf.reverse(w, axis=[0, 1])
     px0, px1, py0, py1 = padding
     kh, kw = int(w.shape[0]), int(w.shape[1])
-    if stride == 1 and kh % 2 == 1 and kw % 2 == 1 and (px0, px1, py0, py1) == ((kw - 1) // 2,) * 2 + ((kh - 1) // 2,) * 2:
+    same = (px0, px1, py0, py1) == ((kw - 1) // 2,) * 2 + ((kh - 1) // 2,) * 2
+    if stride == 1 and kh % 2 == 1 and kw % 2 == 1 and same:
         pad = 'SAME'
     else:
         # Not padding='EXPLICIT': on CPU its gradients reject grouped filters (TF 2.21).

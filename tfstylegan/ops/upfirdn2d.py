@@ -116,7 +116,8 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None):
         f = 1
     f = np.array(f.numpy() if hasattr(f, 'numpy') else f, dtype=np.float32)
     if f.ndim not in (0, 1, 2) or f.size == 0:
-        raise ValueError(f'A FIR filter must be a non-empty scalar, [taps] or [height, width]. Received shape: {f.shape}')
+        raise ValueError(f'A FIR filter must be a non-empty scalar, [taps] or [height, width]. '
+                         f'Received shape: {f.shape}')
     if f.ndim == 0:
         f = f[np.newaxis]
     if separable is None:

@@ -65,7 +65,7 @@ class Progress:
         if self.n < self.total:
             self._print(time.perf_counter())
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
