@@ -17,7 +17,13 @@ is written (the latest `--keep_checkpoints` are kept) and, with `--metrics fid,k
 on `--metrics_images` generated vs real images in the judge's feature space
 (`--metrics_classifier`) and/or ImageNet InceptionV3's (`--inception_weights`, a local file):
 TensorBoard `Metrics/*`, `metrics.jsonl`, and `best.json` + `checkpoints/best/` for the best one
-(`--best_metric`), loadable anywhere as `RUN@best`.
+(`--best_metric`), loadable anywhere as `RUN@best`. `--snapshot_minutes` adds a checkpoint at the
+first tick end that many minutes after the previous one, whatever the ticks.
+
+Stopping: SIGTERM (schedulers, `docker stop`) or Ctrl-C saves a checkpoint after the current
+step and exits with 143 or 130 (128 + the signal); resume with `--resume RUN`. A run that goes
+NaN/inf stops with exit status 1, naming the tick and the last good checkpoint, and saves nothing
+after it. Resuming from a damaged checkpoint falls back to the newest intact one, saying so.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ _RESUME = flags.DEFINE_string("resume", None, "Run folder, its checkpoints/ fold
 _FREEZE_D = flags.DEFINE_integer("freeze_d", None, "Freeze-D: keep this many highest-resolution D blocks fixed.")
 _TICK = flags.DEFINE_float("kimg_per_tick", None, "Progress/TensorBoard interval in kimg.")
 _SNAP = flags.DEFINE_integer("snapshot_ticks", None, "Checkpoint every this many ticks.")
+_SNAP_MIN = flags.DEFINE_float("snapshot_minutes", 30.0, "Also checkpoint at the first tick end this many minutes "
+                               "after the previous checkpoint (0: only every --snapshot_ticks).", lower_bound=0.0)
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(STRATEGY_NAMES),
                               "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 _MP = flags.DEFINE_bool("mixed_precision", None, "mixed_float16 in the top blocks, with loss scaling.")
@@ -70,7 +78,8 @@ _BEST = flags.DEFINE_string("best_metric", None, "The metric that picks checkpoi
 # Flags recorded in run.json "options" and reused by `--resume RUN` unless given again.
 RECORDED_FLAGS = (
     "data", "out", "preset", "class_name", "conditional", "with_mask", "kimg", "batch", "gamma", "aug", "p",
-    "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "strategy",
+    "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "snapshot_minutes",
+    "strategy",
     "mixed_precision", "xla", "seed", "tensorboard", "deterministic", "keep_checkpoints", "metrics",
     "metrics_classifier", "inception_weights", "metrics_images", "metrics_split", "best_metric")
 
@@ -119,14 +128,39 @@ def build_snapshot_metrics():
     return SnapshotMetrics(config, spaces)
 
 
+def resumed_preset(resume: str) -> str | None:
+    """The preset name a training checkpoint continues with (its own), or None for a networks-only one.
+
+    A training checkpoint keeps its preset: another --preset is refused (not silently ignored).
+    """
+    from tfstylegan.training import checkpoint as ckpt_lib
+    from tfstylegan.utils.errors import UserError
+
+    if not ckpt_lib.holds_training_state(resume):
+        return None
+    stored = ckpt_lib.preset_of(ckpt_lib.load_run_info(resume)).name
+    if flags.FLAGS["preset"].present and _PRESET.value != stored:
+        raise UserError(f"--preset {_PRESET.value}: --resume {resume} continues a '{stored}' run, whose settings "
+                        "come from its checkpoint. Drop --preset; change single settings with --kimg, --gamma, "
+                        "--batch, ... (or start a new run to train with another preset).")
+    return stored
+
 
 def main(argv):
     del argv
+    import math
+    import sys
     from pathlib import Path
 
-    from tfstylegan.training.run_dirs import next_run_dir, run_description
+    from tfstylegan.training.guards import TrainingInterrupted
     from tfstylegan.training.loop import train
+    from tfstylegan.training.run_dirs import next_run_dir, run_description
     from tfstylegan.utils.errors import UserError
+
+    for name in ("kimg", "gamma", "p", "target", "ada_kimg", "kimg_per_tick", "snapshot_minutes"):
+        value = flags.FLAGS[name].value
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"--{name} must be a finite number. Received: --{name}={value}")
 
     if _RESUME.value:
         reused = reuse_recorded_flags(_RESUME.value)
@@ -145,12 +179,13 @@ def main(argv):
                  "seed": _SEED.value}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # Validate the data and class choice before making a run folder.
-    from tfstylegan.data.pipeline import read_manifest
     from tfstylegan.data.classes import class_layout
+    from tfstylegan.data.pipeline import read_manifest
 
     class_layout(read_manifest(_DATA.value), _DATA.value, _CLASS.value, _COND.value)
     snapshot_metrics = build_snapshot_metrics()
-    desc = run_description(_PRESET.value, _CLASS.value, _COND.value, _MASK.value, overrides.get("batch_size"),
+    preset_name = (resumed_preset(_RESUME.value) if _RESUME.value else None) or _PRESET.value
+    desc = run_description(preset_name, _CLASS.value, _COND.value, _MASK.value, overrides.get("batch_size"),
                            overrides.get("aug"), resumed=_RESUME.value is not None)
     run_dir = next_run_dir(_OUT.value, desc)
     print(f"run folder: {run_dir}", flush=True)
@@ -159,9 +194,12 @@ def main(argv):
         train(run_dir, _PRESET.value, _DATA.value, class_name=_CLASS.value, conditional=_COND.value,
               with_mask=_MASK.value, resume=_RESUME.value, strategy=_STRATEGY.value, train_overrides=overrides,
               tensorboard=_TB.value, deterministic=_DETERMINISTIC.value, options={"flags": options},
-              keep_checkpoints=_KEEP.value, snapshot_metrics=snapshot_metrics)
-    except UserError:
-        if not any(run_dir.iterdir()):  # refused before writing anything: leave no empty run folder
+              keep_checkpoints=_KEEP.value, snapshot_metrics=snapshot_metrics, snapshot_minutes=_SNAP_MIN.value)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)  # 143 (SIGTERM) / 130 (SIGINT): an interrupted job, not a finished one
+    except BaseException:
+        if run_dir.is_dir() and not any(run_dir.iterdir()):  # stopped before writing anything: no empty folder
             run_dir.rmdir()
         raise
     print(f"done: {run_dir}", flush=True)

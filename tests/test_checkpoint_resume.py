@@ -3,6 +3,8 @@
 - A run SIGKILLed while writing a checkpoint leaves `latest_checkpoint` on the previous,
   complete checkpoint; started again it ends with bit-identical weights (and kimg, ADA p) to an
   uninterrupted run (deterministic ops on CPU).
+- A run sent SIGTERM in the middle of a tick saves at the next step boundary and exits 143;
+  started again it too ends bit-identical to the uninterrupted run.
 - Two worker processes on 127.0.0.1 (TF_CONFIG, MultiWorkerMirroredStrategy) train the tiny
   config together and end with identical weights.
 """
@@ -52,15 +54,20 @@ def _load(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(data16, tmp_path_factory):
+    """The reference: 8 steps of batch 4, a tick (and a checkpoint) every 2 steps; its run folder and weights."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    rc, out = _finish(_start(["--data", data16, "--run_dir", str(root / "full"), "--dump", str(root / "full.npz")]))
+    assert rc == 0, out
+    return root / "full", _load(root / "full.npz")
+
+
 @pytest.mark.slow
-def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted_run(data16, tmp_path):
-    # 8 steps of batch 4, a tick (and a checkpoint) every 2 steps.
-    full = _start(["--data", data16, "--run_dir", str(tmp_path / "full"), "--dump", str(tmp_path / "full.npz")])
+def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted_run(data16, uninterrupted, tmp_path):
     killed = _start(["--data", data16, "--run_dir", str(tmp_path / "killed"), "--dump", str(tmp_path / "x.npz"),
                      "--kill_at_save", "2"])
     rc_killed, out_killed = _finish(killed)
-    rc_full, out_full = _finish(full)
-    assert rc_full == 0, out_full
     assert rc_killed == -signal.SIGKILL, out_killed
     assert not (tmp_path / "x.npz").exists()
 
@@ -75,16 +82,37 @@ def test_sigkill_during_checkpoint_then_resume_matches_uninterrupted_run(data16,
                       str(tmp_path / "resumed.npz")])
     rc, out = _finish(resumed)
     assert rc == 0, out
-    a, b = _load(tmp_path / "full.npz"), _load(tmp_path / "resumed.npz")
+    a, b = uninterrupted[1], _load(tmp_path / "resumed.npz")
     assert a.keys() == b.keys() and len(a) > 50
     assert float(a["kimg"]) == float(b["kimg"]) == pytest.approx(0.032)
     assert float(b["p"]) == float(a["p"])
     mismatched = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not mismatched, mismatched
-    ticks = [json.loads(line)["Progress/tick"] for line in (tmp_path / "killed" / "stats.jsonl").read_text().splitlines()]
+    stats = (tmp_path / "killed" / "stats.jsonl").read_text().splitlines()
+    ticks = [json.loads(line)["Progress/tick"] for line in stats]
     assert ticks == [1, 2, 3, 4]  # tick 2 was logged before the kill, then redone from the checkpoint
-    ps = [json.loads(line)["Progress/augment"] for line in (tmp_path / "full" / "stats.jsonl").read_text().splitlines()]
+    ps = [json.loads(line)["Progress/augment"] for line in (uninterrupted[0] / "stats.jsonl").read_text().splitlines()]
     assert max(ps) > 0  # ADA moved p, and the resumed run followed the same path
+
+
+@pytest.mark.slow
+def test_sigterm_mid_tick_saves_then_resume_matches_uninterrupted_run(data16, uninterrupted, tmp_path):
+    # Ticks of 4 steps here (2 in the reference: ticks do not change the training), SIGTERM during step 5.
+    run = str(tmp_path / "run")
+    rc, out = _finish(_start(["--data", data16, "--run_dir", run, "--dump", str(tmp_path / "x.npz"),
+                              "--kimg_per_tick", "0.016", "--signal_at_step", "5", "--signal", "TERM"]))
+    assert rc == 128 + signal.SIGTERM, out
+    assert f"stopped by SIGTERM at tick 2 (kimg 0.024, step 6); saved {run}/checkpoints/ckpt-6." in out
+    assert not (tmp_path / "x.npz").exists()
+    assert Path(ckpt_lib.latest_checkpoint(run)).name == "ckpt-6"
+
+    rc, out = _finish(_start(["--data", data16, "--run_dir", run, "--dump", str(tmp_path / "resumed.npz"),
+                              "--kimg_per_tick", "0.016"]))
+    assert rc == 0, out
+    a, b = uninterrupted[1], _load(tmp_path / "resumed.npz")
+    assert a.keys() == b.keys() and float(b["kimg"]) == pytest.approx(0.032) and float(b["p"]) == float(a["p"])
+    mismatched = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not mismatched, mismatched
 
 
 def _free_ports(n):

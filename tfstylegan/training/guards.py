@@ -13,6 +13,8 @@
   (143 for SIGTERM, 130 for SIGINT), as a shell reports a process ended by that signal, so
   schedulers see an interrupted job, not a finished one. A second signal acts at once (the
   default action): checkpoints are written atomically, so even that loses no saved work.
+  With several workers (MultiWorkerMirroredStrategy) the request is agreed over all of them at
+  every step (`AgreedStop`, one tiny all-reduce), so they save and stop at the same step.
 """
 
 from __future__ import annotations
@@ -92,6 +94,42 @@ class StopSignals:
     def __exit__(self, *exc):
         self._restore()
         return False
+
+
+def num_workers(strategy) -> int:
+    """Worker processes training together (1 unless MultiWorkerMirroredStrategy has a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or getattr(resolver, "task_type", None) is None:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(jobs.get(job, [])) for job in ("chief", "worker")))
+
+
+class AgreedStop:
+    """The stop request all workers act on at the same step (a collective each step; several workers only).
+
+    Each worker saves and stops only together with the others (a save is a collective operation), so
+    the request one of them received (a scheduler signals every task, not at the same instant) is
+    summed over workers at every step boundary: SIGTERM wins over SIGINT if both arrived.
+    """
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self._sum = None
+
+    def __call__(self, signum: int | None) -> int | None:
+        if self._sum is None:
+            strategy = self.strategy
+
+            @tf.function
+            def summed(flags):
+                per_replica = strategy.run(lambda x: x, args=(flags,))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+            self._sum = summed
+        flags = tf.constant([float(signum == signal.SIGTERM), float(signum == signal.SIGINT)], tf.float32)
+        term, interrupt = (float(x) for x in self._sum(flags).numpy())
+        return signal.SIGTERM if term > 0 else (signal.SIGINT if interrupt > 0 else None)
 
 
 def checkpointed_variables(trainer) -> dict[str, list]:

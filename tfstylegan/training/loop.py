@@ -11,6 +11,7 @@ Each worker reads the whole global batch and feeds each local replica its slice.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import shutil
@@ -28,12 +29,13 @@ from tfstylegan.data.pipeline import read_manifest
 from tfstylegan.data.stream import RealImageStream
 from tfstylegan.networks import seed_to_z
 from tfstylegan.training import checkpoint as ckpt_lib
+from tfstylegan.training import guards
 from tfstylegan.training.distribute import get_strategy
 from tfstylegan.training.snapshot_metrics import BestSnapshot, SnapshotMetrics, metrics_row
 from tfstylegan.training.summaries import RunReporter, grid_uint8, tick_line
 from tfstylegan.training.trainer import Trainer, build_trainer
 from tfstylegan.utils.errors import UserError
-from tfstylegan.utils.io import write_json
+from tfstylegan.utils.io import remove_stale_temporaries, write_json
 from tfstylegan.utils.memory import gpu_peak_memory_gb, host_peak_memory_gb
 
 GRID_W, GRID_H = 8, 4  # fixed-seed sample grid (per class when conditional)
@@ -64,8 +66,12 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
           resume: str | os.PathLike | None = None, strategy: str | tf.distribute.Strategy = "default",
           train_overrides: dict | None = None, tensorboard: bool = True, deterministic: bool = False,
           verbose: bool = True, options: dict | None = None, on_finish=None, keep_checkpoints: int = MAX_TO_KEEP,
-          snapshot_metrics: SnapshotMetrics | None = None) -> dict:
+          snapshot_metrics: SnapshotMetrics | None = None, snapshot_minutes: float | None = None) -> dict:
     """Trains StyleGAN2 into `run_dir` (created if missing); returns the last tick's stats.
+
+    Stops early (tfstylegan.training.guards) with `guards.TrainingDiverged` when the run produces NaN/inf
+    (nothing saved after the last good checkpoint) and with `guards.TrainingInterrupted` after SIGTERM or
+    SIGINT (a checkpoint saved at the next step boundary; resuming continues exactly).
 
     Args:
       run_dir: the run folder (run.json, checkpoints/, samples/, tensorboard/, stats.jsonl).
@@ -91,6 +97,8 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
         `snapshot_metrics`) is kept beside them in checkpoints/best/.
       snapshot_metrics: metrics computed at every checkpoint (`SnapshotMetrics`, built by the
         caller with its feature spaces): TensorBoard `Metrics/*`, metrics.jsonl, best.json.
+      snapshot_minutes: also checkpoint at the first tick end at least this many minutes after the
+        previous checkpoint (None or 0: only every `snapshot_ticks` ticks).
     """
     run_dir = Path(run_dir)
     data_dir = Path(data_dir)
@@ -106,12 +114,22 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
     else:
         strategy_name = type(strategy).__name__
 
-    if resume is None and (run_dir / ckpt_lib.CHECKPOINT_DIR / "checkpoint").is_file():
+    if snapshot_minutes is not None and not (math.isfinite(snapshot_minutes) and snapshot_minutes >= 0):
+        raise UserError(f"--snapshot_minutes must be a number >= 0 (0: off). Received: {snapshot_minutes}")
+
+    own_ckpt_dir = run_dir / ckpt_lib.CHECKPOINT_DIR
+    if _is_chief(strategy):  # a killed run, started again: its half-written saves and files
+        removed = ckpt_lib.remove_checkpoint_debris(own_ckpt_dir)
+        removed += [f"{p.parent.name}/{p.name}" for folder in (run_dir, run_dir / "samples")
+                    for p in remove_stale_temporaries(folder)]
+        if removed:
+            print(f"removed what an interrupted run left in {run_dir}: {', '.join(removed)}", flush=True)
+    if resume is None and (own_ckpt_dir / "checkpoint").is_file():
         resume = run_dir  # a killed run, started again: continue it
     resume_ckpt, full_resume = None, False
     if resume is not None:
         resume_info = ckpt_lib.load_run_info(resume)
-        resume_ckpt = ckpt_lib.resolve_checkpoint(resume)[1]
+        resume_ckpt = ckpt_lib.newest_intact_checkpoint(resume)
         full_resume = ckpt_lib.is_training_checkpoint(resume_ckpt)
         stored = ckpt_lib.preset_of(resume_info)
         if full_resume:
@@ -162,11 +180,18 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=keep_checkpoints or None)
     reporter = RunReporter(run_dir, tensorboard=tensorboard, enabled=is_chief)
     try:
-        last = _loop(trainer, manager, reporter, run_info, data_dir, class_name, with_mask, verbose and is_chief,
-                     is_chief, snapshot_metrics if is_chief else None)
+        with guards.StopSignals() as stop:
+            last = _loop(trainer, manager, reporter, run_info, data_dir, class_name, with_mask,
+                         verbose and is_chief, is_chief, snapshot_metrics if is_chief else None,
+                         stop=stop, snapshot_minutes=snapshot_minutes or 0.0, last_good=resume_ckpt)
         if on_finish is not None:
             on_finish(trainer)
         return last
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ckpt_lib.DiskFull(ckpt_lib.disk_full_message(e.filename or run_dir, None,
+                                                           manager.latest_checkpoint)) from None
     finally:
         reporter.close()
         if scratch is not None:
@@ -189,7 +214,8 @@ HPARAM_METRICS = ("Loss/G/loss", "Loss/D/loss", "Progress/augment", "Progress/ki
 
 
 def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data_dir, class_name, with_mask,
-          verbose: bool, is_chief: bool, snapshot_metrics: SnapshotMetrics | None = None) -> dict:
+          verbose: bool, is_chief: bool, snapshot_metrics: SnapshotMetrics | None = None, *,
+          stop: guards.StopSignals | None = None, snapshot_minutes: float = 0.0, last_good: str | None = None) -> dict:
     t, state = trainer.cfg, trainer.state
     step, cur_nimg, tick = int(state.step.numpy()), int(state.cur_nimg.numpy()), int(state.tick.numpy())
     total_nimg = int(round(t.total_kimg * 1000))
@@ -207,14 +233,38 @@ def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data
     if snapshot_metrics is not None:  # continue the best record of a restarted run
         best = BestSnapshot.from_record(snapshot_metrics.best_metric, ckpt_lib.read_best(manager.directory))
 
+    checkpoint_bytes = sum(int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize
+                           for vs in guards.checkpointed_variables(trainer).values() for v in vs)
+    last_save_time = time.monotonic()
+    agree = guards.AgreedStop(trainer.strategy) if guards.num_workers(trainer.strategy) > 1 else None
+
     def save():
+        nonlocal last_good, last_save_time
         state.step.assign(step)
         state.cur_nimg.assign(cur_nimg)
         state.tick.assign(tick)
-        prefix = manager.save(checkpoint_number=step)
-        if is_chief:
-            write_json(Path(manager.directory) / ckpt_lib.RUN_INFO, run_info)
+        prefix = ckpt_lib.save_checkpoint(manager, step, run_info if is_chief else None, checkpoint_bytes)
+        last_good, last_save_time = prefix, time.monotonic()
         return prefix
+
+    def check_finite(step_stats: list[dict]) -> None:
+        """Stops the run (nothing saved) if the state went NaN/inf or no step of this tick had finite losses."""
+        bad_state = guards.nonfinite_state(trainer)
+        bad_steps = guards.count_nonfinite_steps(step_stats)
+        if not bad_state and bad_steps < len(step_stats):
+            if bad_steps and verbose:
+                print(f"warning: tick {tick}: {bad_steps} of {len(step_stats)} steps had non-finite losses; the "
+                      "weights stayed finite, training goes on (it stops if a whole tick has none finite).",
+                      flush=True)
+            return
+        what = (f"non-finite values (NaN/inf) in {len(bad_state)} tensors, e.g. {bad_state[0]}" if bad_state
+                else f"non-finite losses in all {len(step_stats)} steps of the tick")
+        good = (f"the last good checkpoint is {last_good}" if last_good
+                else "no checkpoint had been saved yet")
+        raise guards.TrainingDiverged(
+            f"training diverged at tick {tick} (kimg {cur_nimg / 1000:g}, step {step}): {what}. Nothing was saved "
+            f"from this point; {good}. Lower --gamma or the learning rate (or turn off --mixed_precision)"
+            + (f" and resume from it (--resume {last_good})." if last_good else " and start again."))
 
     def evaluate_snapshot(prefix: str) -> dict:
         """Metrics of the checkpoint just saved; keeps it as the best one if it beats the record."""
@@ -243,21 +293,28 @@ def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data
         grids = trainer.sample_grids(grid_z)
         tb = {name: grid_uint8(imgs, GRID_W) for name, imgs in grids.items()}
         reporter.images("samples", tb, step=cur_nimg)
-        reporter.png(f"fakes{cur_nimg // 1000:06d}.png", np.concatenate(list(tb.values()), axis=0))
+        # named by images seen (not integer kimg), so ticks shorter than 1 kimg do not overwrite each other
+        reporter.png(f"fakes{cur_nimg:09d}.png", np.concatenate(list(tb.values()), axis=0))
 
     last = {}
     tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
     tick_stats: dict[str, list] = {}
+    step_stats: list[dict] = []
     done = cur_nimg >= total_nimg
     while not done:
         real, labels = next(stream)
         stats = trainer.train_step(real, labels, step, cur_nimg)
+        step_stats.append(stats)
         for k, v in stats.items():
             tick_stats.setdefault(k, []).append(v)
         step += 1
         cur_nimg += trainer.batch
         done = cur_nimg >= total_nimg
-        if not done and cur_nimg < tick_start_nimg + t.kimg_per_tick * 1000:
+        signum = stop.signum if stop is not None else None  # a signal: close the tick here, save, stop
+        if agree is not None:
+            signum = agree(signum)
+        stopping = signum is not None
+        if not done and not stopping and cur_nimg < tick_start_nimg + t.kimg_per_tick * 1000:
             continue
         # -- end of a tick --
         tick += 1
@@ -283,12 +340,19 @@ def _loop(trainer: Trainer, manager, reporter: RunReporter, run_info: dict, data
         if verbose:
             print(tick_line(tick, cur_nimg / 1000, t.total_kimg, sec_per_kimg, last["Timing/img_per_sec"],
                             last["Loss/G/loss"], last["Loss/D/loss"], p), flush=True)
+        check_finite(step_stats)
+        if stopping and not done:  # (a signal during the last step: the run ends normally, saved below)
+            prefix = save()
+            raise guards.TrainingInterrupted(
+                signum, f"stopped by {guards.signal_name(signum)} at tick {tick} (kimg {cur_nimg / 1000:g}, "
+                f"step {step}); saved {prefix}. Resume with --resume {reporter.run_dir}.", prefix)
         if done or tick % max(t.image_snapshot_ticks, 1) == 0:
             snapshot_images()
-        if done or tick % max(t.snapshot_ticks, 1) == 0:
+        scheduled = done or tick % max(t.snapshot_ticks, 1) == 0
+        if scheduled or (snapshot_minutes > 0 and time.monotonic() - last_save_time >= snapshot_minutes * 60):
             prefix = save()
-            if snapshot_metrics is not None:
+            if snapshot_metrics is not None and scheduled:
                 last.update(evaluate_snapshot(prefix))
-        tick_stats = {}
+        tick_stats, step_stats = {}, []
         tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
     return last
