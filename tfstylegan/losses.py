@@ -5,7 +5,8 @@ Names follow TF-GAN `losses_impl.py` and the StyleGAN2 paper:
 - `logistic_discriminator_loss`: softplus(D(G(z))) + softplus(-D(x))
 - `r1_penalty`: ||grad_x D(x)||^2 on reals (Mescheder et al. 2018); the loss is gamma/2 * penalty
 - `path_length_penalty`: (||J_w^T y||_2 - a)^2 with y ~ N(0, I)/sqrt(H*W) (StyleGAN2 eq. 4)
-- `style_mix`: mixing regularisation, one crossover point per batch with probability p
+- `style_mix` (`style_mixing_cutoff`, `mix_styles`): mixing regularisation, one crossover point per
+  batch with probability p
 
 Lazy regularisation multiplies the regulariser by its interval (the caller passes `gain`).
 """
@@ -89,19 +90,30 @@ def path_length_penalty(synthesis_fn: Callable[[tf.Tensor], tf.Tensor], ws: tf.T
     return penalty, new_mean, lengths
 
 
-def style_mix(ws: tf.Tensor, ws_other: tf.Tensor, prob: float, seed) -> tf.Tensor:
-    """Mixing regularisation: with probability `prob`, ws[:, cutoff:] come from `ws_other`.
+def style_mixing_cutoff(num_ws: int, prob: float, seed) -> tf.Tensor:
+    """The style-mixing crossover of one batch: int32 scalar, uniform in [1, num_ws) with probability
+    `prob`, else num_ws (no mixing), as stylegan2-ada-pytorch `run_G`.
 
-    One cutoff per batch, uniform in [1, num_ws) (stylegan2-ada-pytorch `run_G`). The draws are
-    the counter-based uniforms of `tfstylegan.augment` (TF's stateless ops give other numbers
-    under XLA), so every replica and every compile mode picks the same cutoff.
-    ws, ws_other: [N, num_ws, w_dim]; seed: int [2].
+    The draws are the counter-based uniforms of `tfstylegan.ops.random` (TF's stateless ops give
+    other numbers under XLA), so every replica and every compile mode picks the same cutoff.
     """
+    if prob <= 0 or num_ws < 2:
+        return tf.constant(num_ws, tf.int32)
+    u = random_uniform(seed, 1, 2)[0]  # [2]
+    cutoff = 1 + tf.cast(tf.floor(u[0] * (num_ws - 1)), tf.int32)
+    return tf.where(u[1] < prob, cutoff, num_ws)
+
+
+def mix_styles(ws: tf.Tensor, ws_other: tf.Tensor, cutoff) -> tf.Tensor:
+    """ws[:, cutoff:] replaced by ws_other[:, cutoff:]. ws, ws_other: [N, num_ws, w_dim]; cutoff: int scalar."""
+    take_other = tf.cast(tf.range(ws.shape[1]) >= tf.cast(cutoff, tf.int32), ws.dtype)[None, :, None]
+    return ws * (1 - take_other) + ws_other * take_other
+
+
+def style_mix(ws: tf.Tensor, ws_other: tf.Tensor, prob: float, seed) -> tf.Tensor:
+    """Mixing regularisation: with probability `prob`, ws[:, cutoff:] come from `ws_other`, one cutoff per
+    batch (`style_mixing_cutoff`). ws, ws_other: [N, num_ws, w_dim]; seed: int [2]."""
     num_ws = ws.shape[1]
     if prob <= 0 or num_ws is None or num_ws < 2:
         return ws
-    u = random_uniform(seed, 1, 2)[0]  # [2]
-    cutoff = 1 + tf.cast(tf.floor(u[0] * (num_ws - 1)), tf.int32)
-    cutoff = tf.where(u[1] < prob, cutoff, num_ws)
-    take_other = tf.cast(tf.range(num_ws) >= cutoff, ws.dtype)[None, :, None]
-    return ws * (1 - take_other) + ws_other * take_other
+    return mix_styles(ws, ws_other, style_mixing_cutoff(num_ws, prob, seed))

@@ -157,42 +157,48 @@ class Trainer(StyleGAN2Phases):
     def _sum(self, per_replica: dict) -> dict:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
-    def _gmain_step(self, seed):
-        def replica_fn(seed):
-            grads, stats = self._gmain_compute(seed, self._replica_id())
-            self.opt_G.apply(grads, self.G.trainable_variables)
-            return stats
-        return self._sum(self.strategy.run(replica_fn, args=(seed,)))
+    def _update_w_avg(self, w_mean) -> None:
+        """w_avg <- lerp(mean w of one mapping call, w_avg, w_avg_beta): after each of Gmain, Greg, Dmain."""
+        w_avg = self.G.mapping.w_avg
+        w_avg.assign(w_mean + (w_avg - w_mean) * self.preset.generator.w_avg_beta)
 
-    def _greg_step(self, seed):
-        def replica_fn(seed):
-            grads, stats = self._greg_compute(seed, self._replica_id(), self.state.pl_mean.read_value())
+    def _gmain_step(self, seed, inputs=None):
+        def replica_fn(seed, inputs):
+            grads, stats = self._gmain_compute(seed, self._replica_id(), inputs)
             self.opt_G.apply(grads, self.G.trainable_variables)
             return stats
-        stats = self._sum(self.strategy.run(replica_fn, args=(seed,)))
-        self.state.pl_mean.assign(stats.pop("pl_mean"))
+        stats = self._sum(self.strategy.run(replica_fn, args=(seed, inputs)))
+        self._update_w_avg(stats.pop("w_mean"))
         return stats
 
-    def _dmain_step(self, seed, real, c_real):
-        def replica_fn(seed, real, c_real):
-            grads, stats, real_logits = self._dmain_compute(seed, self._replica_id(), real, c_real)
+    def _greg_step(self, seed, inputs=None):
+        def replica_fn(seed, inputs):
+            grads, stats = self._greg_compute(seed, self._replica_id(), self.state.pl_mean.read_value(), inputs)
+            self.opt_G.apply(grads, self.G.trainable_variables)
+            return stats
+        stats = self._sum(self.strategy.run(replica_fn, args=(seed, inputs)))
+        self.state.pl_mean.assign(stats.pop("pl_mean"))
+        self._update_w_avg(stats.pop("w_mean"))
+        return stats
+
+    def _dmain_step(self, seed, real, c_real, inputs=None):
+        def replica_fn(seed, real, c_real, inputs):
+            grads, stats, real_logits = self._dmain_compute(seed, self._replica_id(), real, c_real, inputs)
             self.opt_D.apply(grads, self.D.trainable_variables)
             return stats, real_logits
-        stats, real_logits = self.strategy.run(replica_fn, args=(seed, real, c_real))
+        stats, real_logits = self.strategy.run(replica_fn, args=(seed, real, c_real, inputs))
         stats = self._sum(stats)
-        w_avg = self.G.mapping.w_avg
-        w_mean = stats.pop("w_mean")
-        w_avg.assign(w_mean + (w_avg - w_mean) * self.preset.generator.w_avg_beta)
+        self._update_w_avg(stats.pop("w_mean"))
         if self.cfg.aug == "ada":
             self.ada.update(self.strategy.gather(real_logits, axis=0))
         return stats
 
-    def _dreg_step(self, seed, real, c_real):
-        def replica_fn(seed, real, c_real):
-            grads, stats = self._dreg_compute(seed, self._replica_id(), real, c_real)
+    def _dreg_step(self, seed, real, c_real, inputs=None):
+        def replica_fn(seed, real, c_real, inputs):
+            grads, stats, _ = self._dreg_compute(seed, self._replica_id(), real, c_real, inputs)
             self.opt_D.apply(grads, self.D.trainable_variables)
             return stats
-        return self._sum(self.strategy.run(replica_fn, args=(seed, real, c_real)))
+        return self._sum(self.strategy.run(replica_fn, args=(seed, real, c_real, inputs)))
 
     def _ema_step(self, beta):
         for v_ema, v in zip(self.G_ema.trainable_variables, self.G.trainable_variables):
@@ -212,22 +218,28 @@ class Trainer(StyleGAN2Phases):
             return x[rid * n:(rid + 1) * n]
         return self.strategy.experimental_distribute_values_from_function(value_fn)
 
-    def train_step(self, real: tf.Tensor, labels: tf.Tensor, step: int, cur_nimg: int) -> dict:
+    def train_step(self, real: tf.Tensor, labels: tf.Tensor, step: int, cur_nimg: int,
+                   inputs: dict | None = None) -> dict:
         """Runs the phases of iteration `step` on a global batch of reals; returns its stats (tensors).
 
         real: [B, H, W, C] float32 in [-1, 1]; labels: [B] int32 class ids.
+        inputs: optional {phase: its inputs} (phases.py) replacing the draws of those phases
+          (one replica only); the tests replay the reference's draws with it.
         """
         t = self.cfg
+        inputs = inputs or {}
+        if inputs and self.num_replicas != 1:
+            raise ValueError(f"Given phase inputs need one replica. Received: {self.num_replicas} replicas")
         seeds = tf.transpose(self.rng.make_seeds(4))  # [4, 2] int64
         real_d, c_real_d = self._distribute(real), None
         if self.c_dim:
             c_real_d = self._distribute(tf.one_hot(labels, self.c_dim, dtype=tf.float32))
-        stats = dict(self.gmain_step(seeds[0]))
+        stats = dict(self.gmain_step(seeds[0], inputs.get("Gmain")))
         if t.pl_weight > 0 and step % t.pl_interval == 0:
-            stats.update(self.greg_step(seeds[1]))
-        stats.update(self.dmain_step(seeds[2], real_d, c_real_d))
+            stats.update(self.greg_step(seeds[1], inputs.get("Greg")))
+        stats.update(self.dmain_step(seeds[2], real_d, c_real_d, inputs.get("Dmain")))
         if t.r1_gamma > 0 and step % t.r1_interval == 0:
-            stats.update(self.dreg_step(seeds[3], real_d, c_real_d))
+            stats.update(self.dreg_step(seeds[3], real_d, c_real_d, inputs.get("Dreg")))
         self.ema_step(tf.constant(ema_beta(cur_nimg, self.batch, t.ema_kimg, t.ema_rampup), tf.float32))
         return stats
 
