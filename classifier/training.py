@@ -23,7 +23,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -97,7 +98,7 @@ class ClassifierConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ClassifierConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ClassifierConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -191,26 +192,25 @@ def recalibrate_batchnorm(model: TumorClassifier, images: tf.data.Dataset, max_b
     average of up to `max_batches` batch statistics under the current weights. `images` yields
     image batches [B, H, W, 1] (or (image, label, ...) tuples). Returns the number of batches used.
     """
-    bns = [l for l in model.backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
-    saved = [l.momentum for l in bns]
-    for l in bns:
-        l.moving_mean.assign(tf.zeros_like(l.moving_mean))
-        l.moving_variance.assign(tf.zeros_like(l.moving_variance))
-    x_pre = None
+    bns = [bn for bn in model.backbone.layers if isinstance(bn, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.moving_mean.assign(tf.zeros_like(bn.moving_mean))
+        bn.moving_variance.assign(tf.zeros_like(bn.moving_variance))
     n = 0
     try:
         for batch in images.take(max_batches):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             n += 1
-            for l in bns:
-                l.momentum = (n - 1) / n  # running mean of the per-batch statistics
+            for bn in bns:
+                bn.momentum = (n - 1) / n  # running mean of the per-batch statistics
             model.features(x, training=True)  # eager: BN reads the momentum set just above
     finally:
-        for l, m in zip(bns, saved):
-            l.momentum = m
+        for bn, m in zip(bns, saved):
+            bn.momentum = m
     if n == 0:
-        for l in bns:
-            l.moving_variance.assign(tf.ones_like(l.moving_variance))
+        for bn in bns:
+            bn.moving_variance.assign(tf.ones_like(bn.moving_variance))
     return n
 
 
@@ -265,7 +265,8 @@ def fit_classifier(config: ClassifierConfig, train: tf.data.Dataset, val: tf.dat
     best = BestCheckpoint(model_path)
     tensorboard = keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0)
     if source.pretrained:
-        phases = [("head", config.head_epochs, config.lr_head, False), ("finetune", config.epochs, config.lr_finetune, True)]
+        phases = [("head", config.head_epochs, config.lr_head, False),
+                  ("finetune", config.epochs, config.lr_finetune, True)]
     else:
         if config.head_epochs:
             _log.info("weights='none': no head-only phase (a random backbone has nothing to keep); "

@@ -273,7 +273,8 @@ class TrainConfig(_ConfigMixin):
                "TrainConfig: r1_interval and pl_interval must be >= 1. Received: "
                f"{self.r1_interval}, {self.pl_interval}")
         _check(self.pl_weight >= 0, f"TrainConfig: pl_weight must be >= 0. Received: {self.pl_weight}")
-        _check(self.pl_batch_shrink >= 1, f"TrainConfig: pl_batch_shrink must be >= 1. Received: {self.pl_batch_shrink}")
+        _check(self.pl_batch_shrink >= 1,
+               f"TrainConfig: pl_batch_shrink must be >= 1. Received: {self.pl_batch_shrink}")
         _check(0 <= self.style_mixing_prob <= 1,
                f"TrainConfig: style_mixing_prob must be in [0, 1]. Received: {self.style_mixing_prob}")
         _check(self.aug in ("ada", "fixed", "none"),

@@ -18,14 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-_SQRT_HALF = 0.7071067811865476  # a Python float: Keras turns numpy scalars passed to call() into tensors
-
 from tfstylegan.config import GeneratorConfig
 from tfstylegan.networks.layers import Conv2dLayer, FullyConnectedLayer, assert_shape, policy_for
 from tfstylegan.ops import bias_act as _bias_act
 from tfstylegan.ops import modulated_conv2d as _modconv
 from tfstylegan.ops import upfirdn2d as _upfirdn2d
 from tfstylegan.utils.errors import UserError
+
+_SQRT_HALF = 0.7071067811865476  # a Python float: Keras turns numpy scalars passed to call() into tensors
 
 NOISE_MODES = ("random", "const", "none")
 """Synthesis noise: 'random' (fresh draws, what the model samples), 'const' (the stored buffers), 'none'."""

@@ -21,11 +21,11 @@ Outputs (written into a temporary folder renamed to `out` when complete):
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,7 +42,6 @@ from tfstylegan.utils.charts import (bar_chart_figure, confusion_matrix_figure, 
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, upscale_for_viewing
 from tfstylegan.utils.io import atomic_dir, write_json
-from tfstylegan.utils.progress import Progress
 
 
 
