@@ -21,6 +21,8 @@ Randomness is stateless (`tfstylegan.ops.random`): `pipe(images, seed)` is a pur
 (images, p, seed), identical eagerly and under XLA. The random numbers are named draws
 (`DRAWS`, the reference's draws in its order) so that another implementation's draws can be
 replayed (`params_from_draws`). Design notes: docs/AUGMENT.md.
+
+(Over 400 lines: ADA's pipeline is one algorithm with one parameter draw; its kernels are in ops/.)
 """
 
 from __future__ import annotations

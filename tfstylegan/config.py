@@ -27,6 +27,9 @@ whatever the number of replicas. Resolution: every preset adapts to the dataset'
 Configs are immutable (`dataclasses.replace` derives new ones), validate themselves in
 `__post_init__` with messages that say what to change, and round-trip through
 `to_dict()` / `from_dict()` (written as JSON beside every run and checkpoint).
+
+(Over 400 lines on purpose: every config, preset and the reference's cfg table in one place, as
+stylegan2-ada-pytorch's train.py keeps its cfg_specs.)
 """
 
 from __future__ import annotations

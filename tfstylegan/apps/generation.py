@@ -16,6 +16,9 @@ to be finite (NaN/inf would give black images).
 
 Channels: 1 (gray), 2 (image + tumor mask, trained with masks), 3 (RGB, e.g. an imported official
 network). The study's figures are in `tfstylegan.apps.figures`.
+
+(Over 400 lines: seeds, checkpoint specs, official-pickle loading and streaming output are still in
+one module; splitting it into seeds / loading / writing is the next step of the layout.)
 """
 
 from __future__ import annotations

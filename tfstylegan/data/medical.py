@@ -34,6 +34,9 @@ Every source becomes a stack of slices float32 [S, H, W] on the scanner's scale:
 Anything wrong (missing file, not DICOM, unreadable NIfTI, unknown or empty class, a mask of
 another shape, missing columns) is a `UserError` naming the CSV line and the file, with the
 fix. `tfstylegan.data.prepare` turns these stacks into the prepared dataset.
+
+(Over 400 lines on purpose: the DICOM and NIfTI readers share the CSV rows, the slice selection
+and the error messages.)
 """
 
 from __future__ import annotations

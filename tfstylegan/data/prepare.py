@@ -13,6 +13,9 @@ under the class of most of its slices) to the patients sorted by id and shuffled
 `seed`, so the split is deterministic and stratified. `fold=k` uses Figshare's
 `cvind.mat` instead: test = fold k, val = fold k+1 (5 -> 1), train = the other folds;
 cvind must itself be patient-separated (checked). A labels CSV gives the patient ids itself.
+
+(Over 400 lines: one pipeline from any source to a prepared dataset; the readers, preprocessing and
+TFRecord writing are their own modules.)
 """
 
 from __future__ import annotations

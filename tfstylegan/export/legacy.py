@@ -29,6 +29,9 @@ use), 'mean' (1/3 each) or 'first' (R). FromRGB gets a gray image g; the officia
 an RGB image (g, g, g), so FromRGB's weights are summed over the 3 input channels (and
 divided by sqrt(3): the runtime gain 1/sqrt(fan_in) grows when fan_in drops from 3 to 1):
 the imported D on g equals the official D on (g, g, g) whatever `rgb_to_gray` is.
+
+(Over 400 lines on purpose: one foreign format, the official TF1 pickle; the safe unpickler and the
+name mapping belong together.)
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ checkpoint, whenever the process dies.
 The data iterator is not stored: the training stream is a pure function of (seed, number of
 images consumed) (`tfstylegan.data.stream.RealImageStream`), so a resumed run
 rebuilds it at `cur_nimg`; this keeps checkpoints small (no shuffle buffer or image cache).
+
+(Over 400 lines on purpose: everything that reads or writes a checkpoint, so that verification,
+fall-back to an intact checkpoint and debris removal have one home.)
 """
 
 from __future__ import annotations

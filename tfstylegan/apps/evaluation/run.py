@@ -16,6 +16,9 @@ For each class (per-class checkpoints, or one conditional checkpoint) and pooled
 
 Outputs (written into a temporary folder renamed to `out` when complete):
 `results.json`, `figures/*.png`, TensorBoard scalars and images under `tensorboard/`.
+
+(Over 400 lines: `evaluate` runs every metric of one evaluation over the same images; the
+feature extractors, the report and the utility experiment are their own modules.)
 """
 
 from __future__ import annotations
