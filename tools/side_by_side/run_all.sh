@@ -27,7 +27,8 @@ export TF_CPP_MIN_LOG_LEVEL=2
 [ -x "$OUR_PY" ] || { echo "error: $OUR_PY not found; run from the repository root after 'make setup'" >&2; exit 1; }
 
 step() { echo; echo "== $*"; }
-only_dir() { local d; d=$(find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort | tail -1); echo "$d"; }
+# the newest numbered run folder under $1 (empty if none); "$1/" follows a symlinked folder
+only_dir() { [ -d "$1" ] && find "$1/" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort | tail -1; true; }
 
 # 1. the demo's data (launchers/demo.py: same launchers, flags and seeds)
 if [ ! -f "$WORK/data/manifest.json" ]; then
@@ -51,13 +52,17 @@ fi
 REF_RUN=$(dirname "$(ls "$WORK"/reference_runs/*/side_by_side_timing.json | tail -1)")
 
 # 4. ours, with the demo's flags (launchers/demo.py `common`)
-if [ ! -d "$WORK/ours" ] || [ -z "$(only_dir "$WORK/ours")" ] || [ ! -d "$(only_dir "$WORK/ours")/checkpoints" ]; then
+OUR_RUN=$(only_dir "$WORK/ours")
+if [ -z "$OUR_RUN" ]; then
   step "train tfstylegan ($KIMG kimg)"
-  rm -rf "$WORK/ours"
   "$OUR_PY" -m launchers.train_stylegan --out="$WORK/ours" --conditional --data="$WORK/data" --preset=demo \
       --kimg="$KIMG" --kimg_per_tick=2 --batch=8 --snapshot_ticks=2 --mirror
+  OUR_RUN=$(only_dir "$WORK/ours")
+elif ! grep -q '"Progress/kimg": '"$KIMG"'\b' "$OUR_RUN/stats.jsonl" 2>/dev/null; then
+  echo "error: $OUR_RUN did not finish $KIMG kimg (interrupted?); continue it with launchers.train_stylegan" \
+       "--resume=$OUR_RUN or remove it" >&2
+  exit 1
 fi
-OUR_RUN=$(only_dir "$WORK/ours")
 
 # 5. one judge (launchers/demo.py: random init, 75 px, 8 epochs)
 if [ ! -f "$WORK/judge/classifier.keras" ]; then
