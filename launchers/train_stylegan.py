@@ -42,6 +42,9 @@ _COND = flags.DEFINE_bool("conditional", False, "One class-conditional model of 
 _MASK = flags.DEFINE_bool("with_mask", False, "Train on image + tumor mask (2 channels).")
 _KIMG = flags.DEFINE_float("kimg", None, "Total training length in thousands of real images.")
 _BATCH = flags.DEFINE_integer("batch", None, "Global batch size (over all replicas).")
+_BATCH_GPU = flags.DEFINE_integer("batch_gpu", None, "Per-replica micro-batch (ADA's --batch-gpu): gradients are "
+                                  "accumulated over micro-batches, so a smaller GPU trains the same --batch.",
+                                  lower_bound=1)
 _GAMMA = flags.DEFINE_float("gamma", None, "R1 regularisation weight.")
 _AUG = flags.DEFINE_enum("aug", None, ["ada", "fixed", "none"], "Discriminator augmentation.")
 _P = flags.DEFINE_float("p", None, "Augmentation probability for --aug fixed (initial p for ada).")
@@ -56,7 +59,11 @@ _SNAP_MIN = flags.DEFINE_float("snapshot_minutes", 30.0, "Also checkpoint at the
                                "after the previous checkpoint (0: only every --snapshot_ticks).", lower_bound=0.0)
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(STRATEGY_NAMES),
                               "tf.distribute strategy (multi_worker reads TF_CONFIG).")
-_MP = flags.DEFINE_bool("mixed_precision", None, "mixed_float16 in the top blocks, with loss scaling.")
+_MP = flags.DEFINE_bool("mixed_precision", None, "mixed_float16 in the 4 top blocks (conv_clamp 256, loss scaling). "
+                        "Default: on where a GPU is present for the presets that use it (auto, stylegan2, paper*, "
+                        "cifar), off on CPU; --nomixed_precision turns it off.")
+_TF32 = flags.DEFINE_bool("allow_tf32", None, "Allow TF32 matmuls/convolutions on Ampere+ GPUs (off by default, as "
+                          "the reference: R1 and path length need float32 precision).")
 _XLA = flags.DEFINE_bool("xla", None, "Compile the training phases with XLA (jit_compile).")
 _SEED = flags.DEFINE_integer("seed", None, "Random seed.")
 _TB = flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files.")
@@ -80,8 +87,8 @@ RECORDED_FLAGS = (
     "data", "out", "preset", "class_name", "conditional", "with_mask", "kimg", "batch", "gamma", "aug", "p",
     "target", "ada_kimg", "mirror", "resume", "freeze_d", "kimg_per_tick", "snapshot_ticks", "snapshot_minutes",
     "strategy",
-    "mixed_precision", "xla", "seed", "tensorboard", "deterministic", "keep_checkpoints", "metrics",
-    "metrics_classifier", "inception_weights", "metrics_images", "metrics_split", "best_metric")
+    "mixed_precision", "allow_tf32", "xla", "seed", "tensorboard", "deterministic", "keep_checkpoints", "metrics",
+    "metrics_classifier", "inception_weights", "metrics_images", "metrics_split", "best_metric", "batch_gpu")
 
 
 def reuse_recorded_flags(resume: str) -> dict:
@@ -172,10 +179,12 @@ def main(argv):
         raise UserError("--data is required: a folder written by launchers/prepare_data.py.")
     if not Path(_DATA.value).is_dir():
         raise UserError(f"--data {_DATA.value} does not exist. Prepare a dataset with launchers/prepare_data.py.")
-    overrides = {"total_kimg": _KIMG.value, "batch_size": _BATCH.value, "r1_gamma": _GAMMA.value,
+    overrides = {"total_kimg": _KIMG.value, "batch_size": _BATCH.value, "batch_gpu": _BATCH_GPU.value,
+                 "r1_gamma": _GAMMA.value,
                  "aug": _AUG.value, "aug_p": _P.value, "ada_target": _TARGET.value, "ada_kimg": _ADA_KIMG.value,
                  "mirror": _MIRROR.value, "freeze_d": _FREEZE_D.value, "kimg_per_tick": _TICK.value,
-                 "snapshot_ticks": _SNAP.value, "mixed_precision": _MP.value, "xla": _XLA.value,
+                 "snapshot_ticks": _SNAP.value, "mixed_precision": _MP.value, "allow_tf32": _TF32.value,
+                 "xla": _XLA.value,
                  "seed": _SEED.value}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # Validate the data and class choice before making a run folder.

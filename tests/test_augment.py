@@ -317,25 +317,50 @@ def test_controller_raises_p_when_d_overfits_and_lowers_it_otherwise():
     assert step == pytest.approx(4 * 4 / 100)
     confident = tf.constant([[2.0], [1.0], [3.0], [0.5]])
     for i in range(1, 9):
-        p = float(ada.update(confident))
-        assert p == pytest.approx(step * (i // 4))  # adjusted only every ada_interval steps
+        ada.accumulate(confident)
+        p = float(ada.update())
+        assert p == pytest.approx(step * (i // 4))  # adjusted only every ada_interval iterations
     assert float(ada.rt) == pytest.approx(1.0)
-    mixed = tf.constant([[1.0], [1.0], [-1.0], [1.0]])  # rt = 0.5 < target: p falls
-    for _ in range(4):
-        ada.update(mixed)
+    for _ in range(4):  # rt = 0.5 < target: p falls
+        ada.accumulate(tf.constant([[1.0], [1.0], [-1.0], [1.0]]))
+        ada.update()
     assert float(ada.rt) == pytest.approx(0.5)
     assert float(pipe.p) == pytest.approx(step)
     for _ in range(40):
-        ada.update(-confident)
-        assert 0.0 <= float(pipe.p) <= 1.0
+        ada.accumulate(-confident)
+        ada.update()
+        assert float(pipe.p) >= 0.0
     assert float(pipe.p) == 0.0 and float(ada.rt) == pytest.approx(-1.0)
 
 
-def test_controller_clips_at_one_inside_a_compiled_step():
+def test_controller_counts_every_accumulated_sign():
+    """The statistic is the mean over every real logit since the last adjustment, from however many phases
+    (the reference counts Dmain's and Dreg's): 4 + 4 + 4 signs, 10 positive -> rt = (10 - 2) / 12."""
+    pipe = AugmentPipe.from_spec("bgc", p=0.2)
+    ada = AdaController(pipe, batch_size=4, target=0.6, ada_interval=2, ada_kimg=0.1)
+    ada.accumulate(tf.constant([1.0, 1.0, 1.0, 1.0]))  # iteration 1: Dmain
+    ada.accumulate(tf.constant([1.0, 1.0, -1.0, 1.0]))  # iteration 1: Dreg
+    ada.update()
+    ada.accumulate(tf.constant([1.0, -1.0, 1.0, 1.0]))  # iteration 2: Dmain only
+    p = float(ada.update())
+    assert float(ada.rt) == pytest.approx(8 / 12)
+    assert p == pytest.approx(0.2 + 4 * 2 / 100)
+
+
+def test_controller_clamps_only_below_inside_a_compiled_step():
+    """As the reference: p >= 0 only; above 1 every op fires with probability 1 and p keeps its history."""
     pipe = AugmentPipe.from_spec("bgc", p=0.9)
     ada = AdaController(pipe, batch_size=64, ada_interval=2, ada_kimg=0.1)  # steps of 1.28
-    update = tf.function(ada.update, jit_compile=True)
+
+    @tf.function(jit_compile=True)
+    def iteration(logits):
+        ada.accumulate(logits)
+        return ada.update()
+
     for _ in range(6):
-        p = float(update(tf.ones([8, 1])))
-        assert 0.0 <= p <= 1.0
-    assert float(pipe.p) == 1.0 and float(ada.steps) == 6
+        iteration(tf.ones([8, 1]))
+    assert float(pipe.p) == pytest.approx(0.9 + 3 * 1.28) and float(ada.steps) == 6
+    for _ in range(8):
+        p = float(iteration(-tf.ones([8, 1])))
+        assert p >= 0.0
+    assert float(pipe.p) == 0.0

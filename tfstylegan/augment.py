@@ -460,22 +460,23 @@ class AugmentPipe(tf.Module):
 class AdaController(tf.Module):
     """The ADA heuristic: steers `pipe.p` so that E[sign(D(real))] (`rt`) tracks `target`.
 
-    Every `ada_interval` calls of `update(real_logits)`, with rt = mean sign of the real logits
-    seen since the last adjustment:
-        p <- clip(p + sign(rt - target) * batch_size * ada_interval / (ada_kimg * 1000), 0, 1)
-    (stylegan2-ada-pytorch training_loop.py; there p is only clamped below).
+    `accumulate(real_logits)` after every phase that evaluates D on reals (Dmain and Dreg, as
+    the reference's 'Loss/signs/real' statistic), `update()` once per iteration; every
+    `ada_interval` iterations, with rt = mean sign of the real logits accumulated since the last
+    adjustment:
+        p <- max(p + sign(rt - target) * batch_size * ada_interval / (ada_kimg * 1000), 0)
+    (stylegan2-ada-pytorch training_loop.py: p is clamped below only; above 1 every op fires).
 
-    Pure TF and branch-free: `update` can run eagerly, in a `tf.function`, or inside an
-    XLA-compiled train step; it keeps its state in non-trainable variables (checkpoint the
-    controller with the pipe). Under tf.distribute call it on the gathered global logits from
-    the cross-replica context (one update per global step), not per replica.
+    Pure TF and branch-free: both run eagerly, in a `tf.function` or inside an XLA-compiled
+    step; the state lives in non-trainable variables (checkpoint the controller with the pipe).
+    Under tf.distribute accumulate the gathered global logits in the cross-replica context.
 
     Args:
       pipe: the AugmentPipe whose `p` is adjusted (any object with a float32 variable `p`).
-      batch_size: global batch size (images per step).
+      batch_size: global batch size (images per iteration).
       target: target value of rt (0.6 in ADA).
-      ada_interval: steps between adjustments (4 in ADA).
-      ada_kimg: thousands of images for p to move from 0 to 1 (500 in ADA, 100 for transfer).
+      ada_interval: iterations between adjustments (4 in ADA).
+      ada_kimg: thousands of images for p to move by 1 (500 in ADA, 100 for transfer).
     """
 
     def __init__(self, pipe: AugmentPipe, *, batch_size: int, target: float = 0.6, ada_interval: int = 4,
@@ -499,23 +500,20 @@ class AdaController(tf.Module):
         """|adjust| per adjustment: batch_size * ada_interval / (ada_kimg * 1000)."""
         return self.batch_size * self.ada_interval / (self.ada_kimg * 1000)
 
-    def update(self, real_logits: tf.Tensor) -> tf.Tensor:
-        """Accumulates sign(real_logits) and, every `ada_interval` calls, adjusts `pipe.p`.
-
-        Args:
-          real_logits: [N, 1] or [N] discriminator logits on (augmented) real images.
-        Returns:
-          p after this call, float32 scalar.
-        """
+    def accumulate(self, real_logits: tf.Tensor) -> None:
+        """Adds sign(real_logits) ([N, 1] or [N] logits of D on augmented reals) to the statistic."""
         signs = tf.sign(tf.cast(tf.reshape(real_logits, [-1]), tf.float32))
-        sign_sum = self.sign_sum.assign_add(tf.reduce_sum(signs))
-        sign_count = self.sign_count.assign_add(tf.cast(tf.size(signs), tf.float32))
+        self.sign_sum.assign_add(tf.reduce_sum(signs))
+        self.sign_count.assign_add(tf.cast(tf.size(signs), tf.float32))
+
+    def update(self) -> tf.Tensor:
+        """Ends an iteration; every `ada_interval`-th call adjusts `pipe.p`. Returns p (float32 scalar)."""
         steps = self.steps.assign_add(1)
         due = tf.equal(steps % self.ada_interval, 0)
-        rt = sign_sum / tf.maximum(sign_count, 1.0)
+        rt = self.sign_sum / tf.maximum(self.sign_count, 1.0)
         p = self.pipe.p
-        new_p = tf.clip_by_value(p + tf.sign(rt - self.target) * self.step_size, 0.0, 1.0)
+        new_p = tf.maximum(p + tf.sign(rt - self.target) * self.step_size, 0.0)
         self.rt.assign(tf.where(due, rt, self.rt))
-        self.sign_sum.assign(tf.where(due, 0.0, sign_sum))
-        self.sign_count.assign(tf.where(due, 0.0, sign_count))
+        self.sign_sum.assign(tf.where(due, 0.0, self.sign_sum))
+        self.sign_count.assign(tf.where(due, 0.0, self.sign_count))
         return p.assign(tf.where(due, new_p, p))

@@ -257,9 +257,11 @@ class TrainConfig(_ConfigMixin):
     kimg_per_tick: float = 4.0
     snapshot_ticks: int = 50
     image_snapshot_ticks: int = 1
-    mixed_precision: bool = False
+    mixed_precision: bool | None = None  # None: on where a GPU is present for presets with fp16 blocks
+    allow_tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs (the reference keeps them off)
     xla: bool = True
     seed: int = 0
+    batch_gpu: int = 0  # per-replica micro-batch with gradient accumulation (ADA's --batch-gpu); 0 = no split
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # inf/NaN pass every comparison below as often as not
@@ -280,6 +282,8 @@ class TrainConfig(_ConfigMixin):
                f"TrainConfig: pl_batch_shrink must be >= 1. Received: {self.pl_batch_shrink}")
         _check(0 <= self.style_mixing_prob <= 1,
                f"TrainConfig: style_mixing_prob must be in [0, 1]. Received: {self.style_mixing_prob}")
+        _check(self.mixed_precision in (None, True, False),
+               f"TrainConfig: mixed_precision must be True, False or None (auto). Received: {self.mixed_precision!r}")
         _check(self.aug in ("ada", "fixed", "none"),
                f"TrainConfig: aug must be ada|fixed|none. Received: aug={self.aug!r}")
         _check(0 <= self.aug_p <= 1, f"TrainConfig: aug_p must be in [0, 1]. Received: {self.aug_p}")
@@ -290,6 +294,9 @@ class TrainConfig(_ConfigMixin):
                f"TrainConfig: total_kimg and kimg_per_tick must be > 0. Received: {self.total_kimg}, "
                f"{self.kimg_per_tick}")
         _check(self.ema_kimg >= 0, f"TrainConfig: ema_kimg must be >= 0. Received: {self.ema_kimg}")
+        _check(isinstance(self.batch_gpu, int) and self.batch_gpu >= 0,
+               f"TrainConfig: batch_gpu (--batch_gpu) must be an integer >= 0 (0 = the whole per-replica batch). "
+               f"Received: {self.batch_gpu!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -417,16 +424,26 @@ PRESET_NAMES = _PRESET_NAMES
 TRAIN_OVERRIDE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
+def gpu_present() -> bool:
+    """True when TensorFlow sees a GPU."""
+    import tensorflow as tf  # here, not at the top: launchers import the configs before TensorFlow loads
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def resolve_preset(preset: Preset | str, manifest: dict, layout: ClassLayout, with_mask: bool,
-                   overrides: dict | None = None, num_replicas: int = 1) -> Preset:
+                   overrides: dict | None = None, num_replicas: int = 1, has_gpu: bool | None = None) -> Preset:
     """The preset adapted to the data (resolution, channels, classes) with TrainConfig overrides.
 
     A preset given by name is built for the data's resolution and `num_replicas` ('auto' derives
     batch, gamma, EMA, channels and lr from them, as the reference); a `Preset` object (e.g. a
     resumed run's) is only adapted.
 
-    Mixed precision with a preset that has no fp16 blocks gets the ADA setting: the 4 highest
-    resolutions in float16 and conv_clamp 256.
+    Mixed precision (`TrainConfig.mixed_precision`, resolved to True or False here): None, the
+    default, turns it on where a GPU is present (`has_gpu`; None = ask TensorFlow) for presets with
+    fp16 blocks (the reference's configs: fp16 in the 4 highest resolutions, conv_clamp 256), and
+    off on CPU and for the CPU presets. Off, a preset's fp16 blocks and clamp are dropped, as the
+    reference's --fp32. On with a preset that has no fp16 blocks gives it the reference's setting.
     """
     if isinstance(preset, str):
         preset = get_preset(preset, resolution=int(manifest["resolution"]), num_gpus=num_replicas)
@@ -441,9 +458,17 @@ def resolve_preset(preset: Preset | str, manifest: dict, layout: ClassLayout, wi
                               c_dim=layout.c_dim)
     train = preset.train.replace(**overrides)
     g, d = preset.generator, preset.discriminator
-    if train.mixed_precision:
+    mixed = train.mixed_precision
+    if mixed is None:
+        mixed = (g.num_fp16_res > 0 or d.num_fp16_res > 0) and (gpu_present() if has_gpu is None else bool(has_gpu))
+    if mixed:
         if g.num_fp16_res == 0:
             g = g.replace(num_fp16_res=min(4, g.num_blocks), conv_clamp=g.conv_clamp or 256)
         if d.num_fp16_res == 0:
             d = d.replace(num_fp16_res=min(4, len(d.block_resolutions) + 1), conv_clamp=d.conv_clamp or 256)
-    return dataclasses.replace(preset, generator=g, discriminator=d, train=train)
+    else:
+        if g.num_fp16_res > 0:
+            g = g.replace(num_fp16_res=0, conv_clamp=None)
+        if d.num_fp16_res > 0:
+            d = d.replace(num_fp16_res=0, conv_clamp=None)
+    return dataclasses.replace(preset, generator=g, discriminator=d, train=train.replace(mixed_precision=mixed))

@@ -68,8 +68,9 @@ def path_length_penalty(synthesis_fn: Callable[[tf.Tensor], tf.Tensor], ws: tf.T
       pl_decay: `a <- a + decay * (mean(lengths) - a)`.
       noise: optional y [N, H, W, C]; default N(0, 1)/sqrt(H*W) (stateless from `seed` if given).
     Returns:
-      (penalty [N] = (lengths - a_new)^2, a_new scalar (no gradient), lengths [N]) where
-      lengths = sqrt(mean_over_ws(sum_over_w_dim((J^T y)^2))).
+      (penalty [N] = (lengths - a_new)^2, a_new scalar (no gradient: the value to store), lengths [N])
+      where lengths = sqrt(mean_over_ws(sum_over_w_dim((J^T y)^2))). As in stylegan2-ada-pytorch, the
+      target a_new inside the penalty keeps its gradient (through decay * mean(lengths)).
     """
     ws = tf.cast(ws, tf.float32)
     with tf.GradientTape() as tape:
@@ -85,9 +86,9 @@ def path_length_penalty(synthesis_fn: Callable[[tf.Tensor], tf.Tensor], ws: tf.T
         total = tf.reduce_sum(img * noise)
     grads = tape.gradient(total, ws)  # [N, num_ws, w_dim]
     lengths = tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
-    new_mean = tf.stop_gradient(pl_mean + pl_decay * (tf.reduce_mean(lengths) - pl_mean))
+    new_mean = pl_mean + pl_decay * (tf.reduce_mean(lengths) - pl_mean)
     penalty = tf.square(lengths - new_mean)
-    return penalty, new_mean, lengths
+    return penalty, tf.stop_gradient(new_mean), lengths
 
 
 def style_mixing_cutoff(num_ws: int, prob: float, seed) -> tf.Tensor:

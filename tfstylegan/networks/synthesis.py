@@ -93,8 +93,8 @@ class SynthesisLayer(keras.layers.Layer):
             noise = tf.cast(noise * self.noise_strength, dtype)
         elif self.use_noise and noise_mode == "const":
             noise = tf.cast((self.noise_const * self.noise_strength)[None, :, :, None], dtype)
-        x = _modconv.modulated_conv2d(
-            tf.cast(x, dtype), tf.cast(self.weight, dtype), styles, noise=noise, up=self.up,
+        x = _modconv.modulated_conv2d(  # weight and styles float32: (de)modulation in float32, as the reference
+            tf.cast(x, dtype), self.weight, styles, noise=noise, up=self.up,
             padding=self.padding, resample_filter=self.resample_filter, flip_weight=(self.up == 1),
             fused_modconv=fused_modconv)
         act_gain = self.act_gain * gain
@@ -135,7 +135,7 @@ class ToRGB(keras.layers.Layer):
     def call(self, x, w, fused_modconv: bool = True):
         dtype = self.compute_dtype
         styles = self.affine(w) * self.weight_gain
-        x = _modconv.modulated_conv2d(tf.cast(x, dtype), tf.cast(self.weight, dtype), styles,
+        x = _modconv.modulated_conv2d(tf.cast(x, dtype), self.weight, styles,
                                       demodulate=False, fused_modconv=fused_modconv)
         return _bias_act.bias_act(x, tf.cast(self.bias, x.dtype), clamp=self.conv_clamp)
 

@@ -31,8 +31,8 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     """Modulated convolution with optional up/downsampling and noise.
 
     Args:
-        x: `[N, H, W, I]` activations (float32 or float16).
-        weight: `[kh, kw, I, O]` shared weight (float32).
+        x: `[N, H, W, I]` activations (float32 or float16; the convolution runs in this dtype).
+        weight: `[kh, kw, I, O]` shared weight (float32; modulation and demodulation are float32).
         styles: `[N, I]` modulation coefficients.
         noise: None or a tensor broadcastable to `[N, H', W', O]`, added after the
             convolution (and demodulation).
@@ -60,7 +60,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, down=1, padding=0, res
     if x.shape[-1] != in_channels or styles.shape[-1] != in_channels:
         raise ValueError(f'x {x.shape} and styles {styles.shape} must have the {in_channels} input channels of '
                          f'weight {weight.shape}.')
-    styles = tf.cast(styles, weight.dtype)
+    # Modulation and demodulation in float32 (float64 stays float64) whatever x's dtype, as the reference:
+    # in float16 the demodulation's 1e-8 underflows (a zero weight column gives rsqrt(0) = inf and
+    # 0 * inf = NaN) and the coefficients lose precision. Only the convolution runs in x's dtype.
+    math_dtype = tf.float64 if weight.dtype == tf.float64 else tf.float32
+    weight, styles = tf.cast(weight, math_dtype), tf.cast(styles, math_dtype)
 
     # Pre-normalise to avoid float16 overflow (ADA); demodulation undoes the scale.
     if x.dtype == tf.float16 and demodulate:

@@ -205,7 +205,7 @@ def _hparams(preset: Preset, run_info: dict) -> dict:
             "class_name": run_info["class_name"] or "", "conditional": run_info["conditional"],
             "batch_size": t.batch_size, "gamma": t.r1_gamma, "g_lr": t.g_lr, "d_lr": t.d_lr, "aug": t.aug,
             "ada_target": t.ada_target, "mirror": t.mirror, "freeze_d": t.freeze_d, "ema_kimg": t.ema_kimg,
-            "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed,
+            "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed, "batch_gpu": t.batch_gpu,
             "resume": run_info["options"].get("resume") or ""}
 
 

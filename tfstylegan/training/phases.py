@@ -6,9 +6,12 @@
     Dreg    every r1_interval steps     R1 * gamma / 2, gain r1_interval, on augmented reals, the
                                         gradient taken w.r.t. the non-augmented reals
 
-As in the reference, the mapping network's tracked w_avg is updated at each of its calls in Gmain,
-Greg and Dmain (not the style-mixing call), in that order. tests/test_golden_reference.py checks
-each phase's losses and gradients against the reference's with the reference's own random draws.
+As in the reference: the mapping network's tracked w_avg is updated at each of its calls in Gmain,
+Greg and Dmain (not the style-mixing call), in that order; the path-length target
+a = pl_mean + decay * (mean(lengths) - pl_mean) keeps its gradient; the ADA statistic counts the
+sign of D on reals in Dmain and Dreg; float32 gradients are sanitised (NaN -> 0, +-inf -> +-1e5,
+as torch.nan_to_num) before each optimizer step. tests/test_golden_reference.py checks each phase's
+losses and gradients against the reference's with the reference's own random draws.
 
 Inputs. Each phase computation is a function of explicit inputs (per replica):
 
@@ -46,14 +49,30 @@ def _subseed(seed: tf.Tensor, k: int) -> tf.Tensor:
     return seed + tf.constant([0, 7919 * (k + 1)], tf.int64)
 
 
-def _replica_slice(x: tf.Tensor, rid, n_local: int) -> tf.Tensor:
-    """Rows [rid * n_local, (rid + 1) * n_local) of a global-batch tensor, with a static batch size."""
-    return tf.ensure_shape(x[rid * n_local:(rid + 1) * n_local], [n_local] + x.shape[1:].as_list())
+def _replica_slice(x: tf.Tensor, rid, n_local: int, rounds: int = 1) -> tf.Tensor:
+    """Rows [rid * n_local, (rid + 1) * n_local) of a global-batch tensor, with a static batch size.
+
+    With micro-batches (`batch_gpu`, `rounds` per replica) `rid` is a slot, replica * rounds + k: every
+    rounds-th row of the replica's rows from row k, so that each minibatch-std group of a micro-batch
+    (group <= micro-batch) is one of the full batch's groups (MinibatchStd groups rows i mod N/G).
+    """
+    if rounds == 1:
+        return tf.ensure_shape(x[rid * n_local:(rid + 1) * n_local], [n_local] + x.shape[1:].as_list())
+    replica, k = rid // rounds, rid % rounds
+    rows = x[replica * n_local + k:(replica + 1) * n_local:rounds]
+    return tf.ensure_shape(rows, [n_local // rounds] + x.shape[1:].as_list())
+
+
+def nan_to_num(g: tf.Tensor) -> tf.Tensor:
+    """torch.nan_to_num(g, nan=0, posinf=1e5, neginf=-1e5): finite values are kept as they are."""
+    g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
+    return tf.where(tf.math.is_inf(g), tf.sign(g) * tf.cast(1e5, g.dtype), g)
 
 
 class StyleGAN2Phases:
     """The phase computations; mixed into `Trainer`, which provides the networks, optimizers and sizes
-    (G, D, pipe, cfg, batch, pl_batch, num_replicas, res, channels, z_dim, c_dim, _class_cdf, mixed_precision)."""
+    (G, D, pipe, cfg, batch, pl_batch, num_replicas, rounds, res, channels, z_dim, c_dim, _class_cdf,
+    mixed_precision). `rid` is the replica's slot: replica * rounds + micro-batch (`_replica_slice`)."""
 
     # -- random inputs (global batch, sliced per replica) -------------------------------------
     def _replica_id(self) -> tf.Tensor:
@@ -66,7 +85,7 @@ class StyleGAN2Phases:
         n_local = n_global // self.num_replicas
 
         def local(x):
-            return _replica_slice(x, rid, n_local)
+            return _replica_slice(x, rid, n_local, self.rounds)
 
         inputs = {}
         if phase != "Dreg":
@@ -85,7 +104,8 @@ class StyleGAN2Phases:
             inputs["aug_real"] = {k: local(v) for k, v in draw_random(_subseed(seed, 7), n_global).items()}
         if phase == "Greg":
             pl_noise = random_normal(_subseed(seed, 6), n_global, self.res * self.res * self.channels)
-            inputs["pl_noise"] = tf.reshape(local(pl_noise), [n_local, self.res, self.res, self.channels])
+            inputs["pl_noise"] = tf.reshape(local(pl_noise), [n_local // self.rounds, self.res, self.res,
+                                                              self.channels])
         return inputs
 
     # -- the parts of a phase -----------------------------------------------------------------
@@ -93,7 +113,8 @@ class StyleGAN2Phases:
         """(ws [n, num_ws, w_dim] after style mixing, this call's mean w for the w_avg update)."""
         c = inputs.get("c")
         ws = self.G.mapping(inputs["z"], c)
-        w_mean = tf.reduce_mean(ws[:, 0], axis=0) / self.num_replicas  # summed over replicas: the global mean
+        # summed over replicas and micro-batches: the global mean
+        w_mean = tf.reduce_mean(ws[:, 0], axis=0) / (self.num_replicas * self.rounds)
         if self.cfg.style_mixing_prob > 0:
             ws = losses.mix_styles(ws, self.G.mapping(inputs["mix_z"], c), inputs["cutoff"])
         return ws, w_mean
@@ -112,10 +133,16 @@ class StyleGAN2Phases:
     def _scale(self, opt, loss):
         return opt.scale_loss(loss) if self.mixed_precision else loss
 
-    @staticmethod
-    def _grads(tape, loss, variables):
+    def _grads(self, tape, loss, variables):
+        """Gradients (zeros where a variable is unused); in float32 sanitised as the reference's nan_to_num.
+
+        Under mixed precision the gradients are loss-scaled and the LossScaleOptimizer skips a step
+        with non-finite gradients (and lowers the scale) instead: replacing an overflow by 1e5 there
+        would apply a wrong step.
+        """
         grads = tape.gradient(loss, variables)
-        return [g if g is not None else tf.zeros_like(v) for g, v in zip(grads, variables)]
+        grads = [g if g is not None else tf.zeros_like(v) for g, v in zip(grads, variables)]
+        return grads if self.mixed_precision else [nan_to_num(g) for g in grads]
 
     # -- phase computations (per replica; XLA-compiled with --xla) ------------------------------
     def _gmain(self, seed, rid, inputs=None):
@@ -142,8 +169,8 @@ class StyleGAN2Phases:
             loss = tf.nn.compute_average_loss(penalty * (t.pl_weight * t.pl_interval), global_batch_size=B)
             scaled = self._scale(self.opt_G, loss)
         grads = self._grads(tape, scaled, self.G.trainable_variables)
-        return grads, {"pl_penalty": tf.reduce_sum(penalty) / B, "pl_mean": new_mean / self.num_replicas,
-                       "w_mean": w_mean}
+        return grads, {"pl_penalty": tf.reduce_sum(penalty) / B,
+                       "pl_mean": new_mean / (self.num_replicas * self.rounds), "w_mean": w_mean}
 
     def _dmain(self, seed, rid, real, c_real, inputs=None):
         B = self.batch

@@ -1,7 +1,8 @@
 """Metrics during training (stylegan2-ada-pytorch `--metrics`): FID, KID, precision/recall, IS per snapshot.
 
-At every checkpoint the loop generates `num_images` images with G_ema (seeds 0..n-1, constant
-noise, no truncation; conditional models draw the classes of the real sample) and compares them
+At every checkpoint the loop generates `num_images` images with G_ema (seeds 0..n-1, random
+synthesis noise as the reference's metrics, seeded so that every snapshot sees the same draws; no
+truncation; conditional models draw the classes of the real sample) and compares them
 with `num_images` real images of the training (or val) split in one or more feature spaces:
 
     fid   Frechet distance                   -> fid_<space>                  (lower is better)
@@ -200,7 +201,7 @@ class SnapshotMetrics:
 
     # -- one evaluation ---------------------------------------------------------------------------
     def generate(self, G, n: int, batch_size: int) -> np.ndarray:
-        """G's images for seeds 0..n-1 ('const' noise; conditional: the real sample's classes)."""
+        """G's images for seeds 0..n-1 (random noise seeded by the batch; conditional: the real sample's classes)."""
         from tfstylegan.networks import seed_to_z
 
         z = seed_to_z(range(n), int(G.z_dim))
@@ -210,7 +211,8 @@ class SnapshotMetrics:
         for i in range(0, n, batch_size):
             zb = z[i:i + batch_size]
             cb = np.eye(c_dim, dtype=np.float32)[self._labels[i:i + batch_size]] if c_dim else None
-            out.append(np.asarray(G(zb, cb, noise_mode="const"), np.float32))
+            noise_seed = np.array([i, 17], np.int32)  # the same noise at every snapshot
+            out.append(np.asarray(G(zb, cb, noise_mode="random", noise_seed=noise_seed), np.float32))
             progress.update(len(zb))
         progress.close()
         return np.concatenate(out)

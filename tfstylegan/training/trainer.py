@@ -3,9 +3,10 @@
 One iteration ("step") consumes one global batch of reals and runs the phases of `phases.py`,
 then G_ema <- lerp(G, G_ema, beta) with beta = 0.5 ** (batch / max(ema_nimg, 1e-8)),
 ema_nimg = min(ema_kimg * 1000, cur_nimg * ema_rampup), buffers (w_avg, noise_const) copied.
-Adam's lr and betas are corrected for lazy regularisation: lr * c, beta ** c,
-c = interval / (interval + 1). ADA steers the augmentation strength p from the sign of D on
-reals towards `ada_target` (tfstylegan.augment.AdaController).
+Adam (`ReferenceAdam`: torch's epsilon) has its lr and betas corrected for lazy regularisation:
+lr * c, beta ** c, c = interval / (interval + 1). ADA steers the augmentation strength p from the
+sign of D on reals (Dmain and Dreg) towards `ada_target`, adjusting every `ada_interval` iterations
+after the EMA update (tfstylegan.augment.AdaController). TF32 is off unless `allow_tf32`.
 
 Distribution (`tf.distribute`): every phase is one `tf.function` that calls `strategy.run` on a
 replica function; the replica function runs the phase's compute (forward, losses, gradients) as
@@ -34,11 +35,47 @@ from tfstylegan.utils.errors import UserError
 def lazy_adam_hparams(lr: float, betas: tuple[float, float], epsilon: float, interval: int) -> dict:
     """Adam settings with the lazy-regularisation correction (StyleGAN2 appendix B).
 
-    With the regulariser applied every `interval` steps, c = interval / (interval + 1) and
-    Adam uses lr * c, beta1 ** c, beta2 ** c (c = 1 when interval <= 1).
+    With the regulariser applied every `interval` steps, c = interval / (interval + 1) and Adam
+    uses lr * c, beta1 ** c, beta2 ** c. As in stylegan2-ada-pytorch this holds for any interval,
+    also 1 (two steps per iteration at half the rate) and whether or not the regulariser's weight is 0.
     """
-    c = interval / (interval + 1) if interval > 1 else 1.0
+    c = interval / (interval + 1)
     return {"learning_rate": lr * c, "beta_1": betas[0] ** c, "beta_2": betas[1] ** c, "epsilon": epsilon}
+
+
+@keras.saving.register_keras_serializable(package="tfstylegan")
+class ReferenceAdam(keras.optimizers.Adam):
+    """Adam with torch.optim.Adam's epsilon, as stylegan2-ada-pytorch trains:
+
+        w <- w - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + epsilon)
+
+    Keras' Adam adds epsilon to sqrt(v) before v's bias correction, an effective epsilon of
+    epsilon / sqrt(1 - beta2^t): 11x the reference's at the first step with beta2 = 0.99 ** 0.8, which
+    damps the early steps of parameters with small gradients (measured on the golden training run,
+    4 iterations: G_ema 1.5e-4, G 2.2e-4, D 1.7e-3 relative from the reference with Keras' Adam;
+    2e-6, 3e-6, 3e-7 with this update). Same slot
+    variables as Adam, so checkpoints of either load into the other.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("ReferenceAdam does not implement amsgrad. Received: amsgrad=True")
+        super().__init__(*args, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        ops = keras.ops
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        bias1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+        bias2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bias2)), self.epsilon)
+        self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bias1), denominator))
 
 
 def ema_beta(cur_nimg: int, batch_size: int, ema_kimg: float, ema_rampup: float | None) -> float:
@@ -54,28 +91,35 @@ def ema_beta(cur_nimg: int, batch_size: int, ema_kimg: float, ema_rampup: float 
 
 
 def make_optimizer(lr: float, betas, epsilon: float, interval: int, mixed_precision: bool):
-    """Adam (lazy-regularisation corrected), wrapped in a LossScaleOptimizer under mixed precision."""
-    opt = keras.optimizers.Adam(**lazy_adam_hparams(lr, tuple(betas), epsilon, interval))
+    """`ReferenceAdam` (lazy-regularisation corrected), wrapped in a LossScaleOptimizer under mixed precision."""
+    opt = ReferenceAdam(**lazy_adam_hparams(lr, tuple(betas), epsilon, interval))
     if mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 
 def check_batch(train, d_config, num_replicas: int) -> int:
-    """Validates the global batch against replicas, minibatch-std groups and PL shrink; returns per-replica."""
+    """Validates the global batch against replicas, micro-batches (`batch_gpu`), minibatch-std groups and PL
+    shrink; returns the per-replica batch."""
     batch = train.batch_size
     if batch % num_replicas:
         raise UserError(f"--batch {batch} is not divisible by the {num_replicas} replicas; use a multiple of "
                         f"{num_replicas} (e.g. --batch {num_replicas * max(1, batch // num_replicas)}).")
     local = batch // num_replicas
-    group = min(d_config.mbstd_group_size, local)
-    if local % group:
-        raise UserError(f"The per-replica batch {local} (--batch {batch} over {num_replicas} replicas) is not "
-                        f"divisible by the minibatch-stddev group {d_config.mbstd_group_size}; use a --batch "
-                        f"that gives a multiple of {d_config.mbstd_group_size} per replica.")
-    if train.pl_weight > 0 and local % train.pl_batch_shrink:
-        raise UserError(f"The per-replica batch {local} is not divisible by pl_batch_shrink "
-                        f"{train.pl_batch_shrink}; use an even --batch per replica.")
+    micro = train.batch_gpu or local
+    if local % micro:
+        fit = max(d for d in range(1, min(micro, local) + 1) if local % d == 0)
+        raise UserError(f"--batch_gpu {micro} must divide the per-replica batch {local} (--batch {batch} over "
+                        f"{num_replicas} replicas); e.g. --batch_gpu {fit}.")
+    group = min(d_config.mbstd_group_size, micro)
+    if micro % group:
+        what = "per-replica batch" if micro == local else "--batch_gpu micro-batch"
+        raise UserError(f"The {what} {micro} (--batch {batch} over {num_replicas} replicas) is not divisible "
+                        f"by the minibatch-stddev group {d_config.mbstd_group_size}; use a --batch (or --batch_gpu) "
+                        f"that gives a multiple of {d_config.mbstd_group_size}.")
+    if train.pl_weight > 0 and micro % train.pl_batch_shrink:
+        raise UserError(f"The per-replica batch{' (--batch_gpu)' if micro != local else ''} {micro} is not "
+                        f"divisible by pl_batch_shrink {train.pl_batch_shrink}; use an even one.")
     return local
 
 
@@ -102,9 +146,13 @@ class Trainer(StyleGAN2Phases):
     def __init__(self, preset: Preset, layout: ClassLayout, strategy: tf.distribute.Strategy):
         self.preset, self.layout, self.strategy = preset, layout, strategy
         self.cfg = t = preset.train
+        # TF32 (10-bit mantissa matmuls/convolutions on Ampere and newer GPUs) off unless asked for, as the
+        # reference: R1 and the path length are gradients of gradients and need float32's precision.
+        tf.config.experimental.enable_tensor_float_32_execution(bool(t.allow_tf32))
         self.num_replicas = strategy.num_replicas_in_sync
         self.batch = t.batch_size
         self.local_batch = check_batch(t, preset.discriminator, self.num_replicas)
+        self.rounds = self.local_batch // (t.batch_gpu or self.local_batch)  # micro-batches per replica and phase
         self.pl_batch = self.batch // t.pl_batch_shrink
         self.mixed_precision = t.mixed_precision
         g_cfg = preset.generator
@@ -114,10 +162,9 @@ class Trainer(StyleGAN2Phases):
             self.G, self.D, self.G_ema = build_networks(preset)
             if t.freeze_d:
                 self.D.freeze_blocks(t.freeze_d)
-            self.opt_G = make_optimizer(t.g_lr, t.betas, t.epsilon, t.pl_interval if t.pl_weight > 0 else 1,
-                                        t.mixed_precision)
-            self.opt_D = make_optimizer(t.d_lr, t.betas, t.epsilon, t.r1_interval if t.r1_gamma > 0 else 1,
-                                        t.mixed_precision)
+            # The lazy-regularisation correction applies even when gamma or pl_weight is 0 (as the reference).
+            self.opt_G = make_optimizer(t.g_lr, t.betas, t.epsilon, t.pl_interval, t.mixed_precision)
+            self.opt_D = make_optimizer(t.d_lr, t.betas, t.epsilon, t.r1_interval, t.mixed_precision)
             self.opt_G.build(self.G.trainable_variables)
             self.opt_D.build(self.D.trainable_variables)
             self.pipe = AugmentPipe.from_spec(t.augment_pipe, p=t.aug_p if t.aug != "none" else 0.0)
@@ -141,6 +188,7 @@ class Trainer(StyleGAN2Phases):
         self.dmain_step = tf.function(self._dmain_step)
         self.dreg_step = tf.function(self._dreg_step)
         self.ema_step = tf.function(self._ema_step)
+        self.ada_step = tf.function(self.ada.update)
 
     # -- checkpointing ------------------------------------------------------------------------
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -157,14 +205,42 @@ class Trainer(StyleGAN2Phases):
     def _sum(self, per_replica: dict) -> dict:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
+    def _micro_batches(self, rid, compute, *local):
+        """`compute(slot, *rows)` on each micro-batch of this replica in turn (ADA's `batch_gpu`), summed.
+
+        Micro-batch k is slot rid * rounds + k and takes every rounds-th row of the local tensors from
+        row k (as `phases._replica_slice` slices the draws). Gradients and statistics (each already
+        normalised by the global batch) are summed and the real logits concatenated, so one optimizer
+        step follows as with the whole batch. Each micro-batch waits for the previous one's gradients:
+        the graph holds the activations of one at a time.
+        """
+        R = self.rounds
+        if R == 1:
+            return compute(rid, *local)
+        total = None
+        for k in range(R):
+            with tf.control_dependencies(total[0] if total is not None else []):
+                out = compute(rid * R + k, *[x if x is None else x[k::R] for x in local])
+            if total is None:
+                total = out
+                continue
+            grads = [a + b for a, b in zip(total[0], out[0])]
+            stats = {name: total[1][name] + out[1][name] for name in total[1]}
+            total = (grads, stats) + tuple(tf.concat([a, b], axis=0) for a, b in zip(total[2:], out[2:]))
+        return total
+
     def _update_w_avg(self, w_mean) -> None:
         """w_avg <- lerp(mean w of one mapping call, w_avg, w_avg_beta): after each of Gmain, Greg, Dmain."""
         w_avg = self.G.mapping.w_avg
         w_avg.assign(w_mean + (w_avg - w_mean) * self.preset.generator.w_avg_beta)
 
+    def _accumulate_ada(self, real_logits) -> None:
+        if self.cfg.aug == "ada":
+            self.ada.accumulate(self.strategy.gather(real_logits, axis=0))
+
     def _gmain_step(self, seed, inputs=None):
         def replica_fn(seed, inputs):
-            grads, stats = self._gmain_compute(seed, self._replica_id(), inputs)
+            grads, stats = self._micro_batches(self._replica_id(), lambda slot: self._gmain_compute(seed, slot, inputs))
             self.opt_G.apply(grads, self.G.trainable_variables)
             return stats
         stats = self._sum(self.strategy.run(replica_fn, args=(seed, inputs)))
@@ -173,7 +249,9 @@ class Trainer(StyleGAN2Phases):
 
     def _greg_step(self, seed, inputs=None):
         def replica_fn(seed, inputs):
-            grads, stats = self._greg_compute(seed, self._replica_id(), self.state.pl_mean.read_value(), inputs)
+            pl_mean = self.state.pl_mean.read_value()
+            grads, stats = self._micro_batches(self._replica_id(),
+                                               lambda slot: self._greg_compute(seed, slot, pl_mean, inputs))
             self.opt_G.apply(grads, self.G.trainable_variables)
             return stats
         stats = self._sum(self.strategy.run(replica_fn, args=(seed, inputs)))
@@ -183,22 +261,25 @@ class Trainer(StyleGAN2Phases):
 
     def _dmain_step(self, seed, real, c_real, inputs=None):
         def replica_fn(seed, real, c_real, inputs):
-            grads, stats, real_logits = self._dmain_compute(seed, self._replica_id(), real, c_real, inputs)
+            grads, stats, real_logits = self._micro_batches(
+                self._replica_id(), lambda slot, x, c: self._dmain_compute(seed, slot, x, c, inputs), real, c_real)
             self.opt_D.apply(grads, self.D.trainable_variables)
             return stats, real_logits
         stats, real_logits = self.strategy.run(replica_fn, args=(seed, real, c_real, inputs))
         stats = self._sum(stats)
         self._update_w_avg(stats.pop("w_mean"))
-        if self.cfg.aug == "ada":
-            self.ada.update(self.strategy.gather(real_logits, axis=0))
+        self._accumulate_ada(real_logits)
         return stats
 
     def _dreg_step(self, seed, real, c_real, inputs=None):
         def replica_fn(seed, real, c_real, inputs):
-            grads, stats, _ = self._dreg_compute(seed, self._replica_id(), real, c_real, inputs)
+            grads, stats, real_logits = self._micro_batches(
+                self._replica_id(), lambda slot, x, c: self._dreg_compute(seed, slot, x, c, inputs), real, c_real)
             self.opt_D.apply(grads, self.D.trainable_variables)
-            return stats
-        return self._sum(self.strategy.run(replica_fn, args=(seed, real, c_real, inputs)))
+            return stats, real_logits
+        stats, real_logits = self.strategy.run(replica_fn, args=(seed, real, c_real, inputs))
+        self._accumulate_ada(real_logits)
+        return self._sum(stats)
 
     def _ema_step(self, beta):
         for v_ema, v in zip(self.G_ema.trainable_variables, self.G.trainable_variables):
@@ -228,8 +309,9 @@ class Trainer(StyleGAN2Phases):
         """
         t = self.cfg
         inputs = inputs or {}
-        if inputs and self.num_replicas != 1:
-            raise ValueError(f"Given phase inputs need one replica. Received: {self.num_replicas} replicas")
+        if inputs and (self.num_replicas != 1 or self.rounds != 1):
+            raise ValueError(f"Given phase inputs need one replica and no micro-batches. Received: "
+                             f"{self.num_replicas} replicas, {self.rounds} micro-batches")
         seeds = tf.transpose(self.rng.make_seeds(4))  # [4, 2] int64
         real_d, c_real_d = self._distribute(real), None
         if self.c_dim:
@@ -241,6 +323,8 @@ class Trainer(StyleGAN2Phases):
         if t.r1_gamma > 0 and step % t.r1_interval == 0:
             stats.update(self.dreg_step(seeds[3], real_d, c_real_d, inputs.get("Dreg")))
         self.ema_step(tf.constant(ema_beta(cur_nimg, self.batch, t.ema_kimg, t.ema_rampup), tf.float32))
+        if t.aug == "ada":
+            self.ada_step()  # after the EMA, as the reference: every ada_interval iterations p moves
         return stats
 
     # -- samples ------------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def reference_spec(preset_name: str, flags: dict, resolution: int) -> dict:
         # reference train.py CLI (setup_training_loop_kwargs)
         "cli": {"cfg": "auto", "cond": bool(flags["conditional"]), "mirror": bool(flags["mirror"]),
                 "gamma": float(t.r1_gamma), "kimg": int(round(flags["kimg"])), "batch": int(flags["batch"]),
-                "aug": "ada", "target": float(t.ada_target), "augpipe": "bgc", "fp32": not t.mixed_precision,
+                "aug": "ada", "target": float(t.ada_target), "augpipe": "bgc",
+                # fp16 blocks only if the preset has some and mixed precision is not off (None = on a GPU)
+                "fp32": g.num_fp16_res == 0 or t.mixed_precision is False,
                 "metrics": [], "seed": int(flags["seed"])},
         # values the CLI has no flag for, applied to the options dict it returns
         "overrides": {
