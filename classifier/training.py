@@ -13,6 +13,12 @@ Class weights (inverse frequency, from the training counts) balance the loss (Fi
 input pipeline; early stopping watches the validation loss; the best model by validation
 loss is kept in `<out>/classifier.keras` (written atomically whenever it improves) and is
 the one evaluated on the patient-wise test split.
+
+Training on mixtures (`TrainingMixture`): the real dataset's train split and/or the train splits of
+further prepared datasets (synthetic ones from launchers/synthesize.py), a ratio or a count per class;
+validation and test always use the real dataset's patient-wise val/test splits. `evaluate --utility`
+trains its classifiers through this same function, and `command_line` gives the launcher command that
+reruns any such training by hand.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -33,6 +39,7 @@ import tensorflow as tf
 from classifier.metrics import evaluate_classifier, write_metrics
 from classifier.model import MIN_INPUT_SIZE, TumorClassifier, load_classifier, save_classifier
 from classifier.weights import build_with_weights, resolve_weights
+from tfstylegan.data.classes import ALL_CLASS_NAMES
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import write_json
 
@@ -104,6 +111,85 @@ class ClassifierConfig:
         if unknown:
             raise UserError(f"ClassifierConfig: unknown fields {sorted(unknown)}. Known: {sorted(names)}.")
         return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingMixture:
+    """Which slices train the classifier. Validation and test always use the real dataset's val/test splits.
+
+    Attributes:
+      extra_data: further prepared datasets (e.g. synthetic ones written by launchers/synthesize.py) whose
+        train splits are added to the training set.
+      extra_ratio: take round(extra_ratio * real training slices of the class) slices of each class from
+        each extra dataset (1.0 doubles every class); 0 = not used.
+      extra_per_class: or this many slices of each class from each extra dataset; 0 = not used.
+        With neither, all of each extra dataset is used. Slices are the first ones of each class in file
+        order (for a synthetic dataset: seed order), the same every epoch.
+      real_train: also train on the real train split (False: extra data only, e.g. train on synthetic,
+        test on real).
+    """
+
+    extra_data: tuple[str, ...] = ()
+    extra_ratio: float = 0.0
+    extra_per_class: int = 0
+    real_train: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "extra_data", tuple(str(p) for p in self.extra_data if str(p).strip()))
+
+        def check(cond, msg):
+            if not cond:
+                raise UserError(msg)
+
+        check(math.isfinite(self.extra_ratio) and self.extra_ratio >= 0,
+              f"--extra_ratio must be a finite number >= 0 (0 = all of each extra dataset). "
+              f"Received: {self.extra_ratio}")
+        check(self.extra_per_class >= 0, f"--extra_per_class must be >= 0. Received: {self.extra_per_class}")
+        check(not (self.extra_ratio and self.extra_per_class),
+              "Pass --extra_ratio or --extra_per_class, not both.")
+        check(bool(self.extra_data) or not (self.extra_ratio or self.extra_per_class),
+              "--extra_ratio / --extra_per_class need --extra_data (the datasets to take the slices from).")
+        check(self.real_train or bool(self.extra_data),
+              "--noreal_train leaves nothing to train on: pass --extra_data (e.g. a synthetic dataset).")
+        check(len(set(self.extra_data)) == len(self.extra_data), f"--extra_data lists a dataset twice: "
+              f"{list(self.extra_data)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "extra_data": list(self.extra_data)}
+
+    def extra_count(self, real_count: int, available: int) -> int:
+        """Slices of one class to take from one extra dataset."""
+        if self.extra_per_class:
+            return int(self.extra_per_class)
+        if self.extra_ratio:
+            return int(round(self.extra_ratio * real_count))
+        return int(available)
+
+
+# Launcher flag of each ClassifierConfig field (launchers/train_classifier.py).
+_CONFIG_FLAGS = {"input_size": "input_size", "dropout": "dropout", "epochs": "epochs", "head_epochs": "head_epochs",
+                 "batch_size": "batch", "lr_head": "lr", "lr_finetune": "lr_finetune", "weights": "weights",
+                 "patience": "patience", "class_weighting": "class_weights", "augment": "augment",
+                 "mixed_precision": "mixed_precision", "seed": "seed", "max_train_images": "max_train_images"}
+
+
+def command_line(config: ClassifierConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 mixture: TrainingMixture | None = None) -> list[str]:
+    """The `python -m launchers.train_classifier ...` argv that reruns `train_classifier` with these settings."""
+    args = ["python", "-m", "launchers.train_classifier", f"--data={data_dir}", f"--out={out_dir}"]
+    for field, flag in _CONFIG_FLAGS.items():
+        value = getattr(config, field)
+        args.append((f"--{flag}" if value else f"--no{flag}") if isinstance(value, bool) else f"--{flag}={value}")
+    mixture = mixture or TrainingMixture()
+    if mixture.extra_data:
+        args.append(f"--extra_data={','.join(mixture.extra_data)}")
+    if mixture.extra_ratio:
+        args.append(f"--extra_ratio={mixture.extra_ratio}")
+    if mixture.extra_per_class:
+        args.append(f"--extra_per_class={mixture.extra_per_class}")
+    if not mixture.real_train:
+        args.append("--noreal_train")
+    return args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +278,7 @@ def recalibrate_batchnorm(model: TumorClassifier, images: tf.data.Dataset, max_b
     average of up to `max_batches` batch statistics under the current weights. `images` yields
     image batches [B, H, W, 1] (or (image, label, ...) tuples). Returns the number of batches used.
     """
-    bns = [bn for bn in model.backbone.layers if isinstance(bn, keras.layers.BatchNormalization)]
+    bns = [layer for layer in model.backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.moving_mean.assign(tf.zeros_like(bn.moving_mean))
@@ -310,16 +396,86 @@ def _count_labels(ds: tf.data.Dataset, num_classes: int) -> np.ndarray:
     return counts
 
 
-def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                     strategy: tf.distribute.Strategy | None = None, verbose: int = 2) -> ClassifierRun:
-    """Trains the judge on a prepared dataset and evaluates it on the patient-wise test split.
+def _label_map(class_names: Sequence[str]):
+    """Dataset labels (canonical indices into ALL_CLASS_NAMES) -> indices into the classifier's `class_names`."""
+    lut = tf.constant([list(class_names).index(c) if c in class_names else -1 for c in ALL_CLASS_NAMES], tf.int32)
+    return lambda x, y: (x, tf.gather(lut, y))
 
-    Writes into `out_dir` (which must not exist or be empty): `config.json`, `classifier.keras`
-    (best by validation loss), `metrics.json` + `confusion_matrix.png` (test split) and
-    TensorBoard logs under `tensorboard/`.
+
+def _training_sources(config: ClassifierConfig, data_dir: Path, manifest: dict, class_names: list[str],
+                      mixture: TrainingMixture) -> list[dict]:
+    """[{data, counts [K], dataset (unbatched, labels remapped), selection}] of every training source."""
+    from tfstylegan.data.pipeline import load_dataset, read_manifest
+
+    remap = _label_map(class_names)
+    real_counts = np.array([manifest["split_counts"].get("train", {}).get(c, 0) for c in class_names], np.int64)
+    sources = []
+    if mixture.real_train:
+        # The pipeline shuffles the whole split every epoch; a --max_train_images subset is drawn once
+        # (then cached) and reshuffled by fit_classifier.
+        train = load_dataset(data_dir, split="train", batch_size=None, shuffle=True, seed=config.seed).map(remap)
+        if config.max_train_images:
+            train = train.take(config.max_train_images).cache()
+            counts = _count_labels(train, len(class_names))
+            selection = f"{config.max_train_images} drawn once, reshuffled every epoch"
+        else:
+            counts, selection = real_counts, "all, reshuffled every epoch"
+        sources.append({"data": str(data_dir), "counts": counts, "dataset": train, "selection": selection,
+                        "subset": bool(config.max_train_images)})
+    for k, extra in enumerate(mixture.extra_data):
+        extra_dir = Path(extra)
+        if extra_dir.resolve() == data_dir.resolve():
+            raise UserError(f"--extra_data {extra} is the real --data itself; pass another dataset (e.g. a synthetic "
+                            "one from launchers/synthesize.py).")
+        em = read_manifest(extra_dir)
+        unknown = [c for c in em["class_names"] if c not in class_names]
+        if unknown:
+            raise UserError(f"--extra_data {extra} has classes {unknown} that the real dataset {data_dir} lacks "
+                            f"(it has {', '.join(class_names)}); the classifier learns the real dataset's classes.")
+        if int(em["resolution"]) != int(manifest["resolution"]):
+            raise UserError(f"--extra_data {extra} is {em['resolution']}x{em['resolution']} but {data_dir} is "
+                            f"{manifest['resolution']}x{manifest['resolution']}; make or prepare it at the real "
+                            "dataset's resolution.")
+        available = em["split_counts"].get("train", {})
+        counts = np.zeros([len(class_names)], np.int64)
+        streams, weights = [], []
+        for i, c in enumerate(class_names):
+            n = mixture.extra_count(int(real_counts[i]), int(available.get(c, 0)))
+            if n > int(available.get(c, 0)):
+                asked_by = "--extra_per_class" if mixture.extra_per_class else "--extra_ratio"
+                raise UserError(f"--extra_data {extra} has {available.get(c, 0)} training slices of {c!r}; "
+                                f"{n} were asked for ({asked_by}). Make a larger dataset or ask for fewer.")
+            if n:
+                ds = load_dataset(extra_dir, split="train", class_name=c, batch_size=None, shuffle=False,
+                                  cache=False).take(n).map(remap)
+                streams.append(ds.shuffle(min(n, 4096), seed=config.seed + 1 + k, reshuffle_each_iteration=True))
+                weights.append(n)
+                counts[i] = n
+        if not streams:
+            raise UserError(f"--extra_data {extra}: no training slices selected (counts {dict(available)}).")
+        ds = streams[0] if len(streams) == 1 else tf.data.Dataset.sample_from_datasets(
+            streams, weights=[w / sum(weights) for w in weights], seed=config.seed + 1 + k,
+            rerandomize_each_iteration=True)
+        sources.append({"data": str(extra_dir), "counts": counts, "dataset": ds, "subset": True,
+                        "selection": "first n per class in file order, reshuffled every epoch"})
+    return sources
+
+
+def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                     strategy: tf.distribute.Strategy | None = None, verbose: int = 2,
+                     mixture: TrainingMixture | None = None) -> ClassifierRun:
+    """Trains the judge on a prepared dataset (and extra datasets) and evaluates it on the patient-wise test split.
+
+    Writes into `out_dir` (which must not exist or be empty): `config.json` (settings and the training
+    sources with their counts per class), `classifier.keras` (best by validation loss), `metrics.json` +
+    `confusion_matrix.png` (test split) and TensorBoard logs under `tensorboard/`.
+
+    Args:
+      mixture: the training sources (`TrainingMixture`); default: the real train split only.
     """
     from tfstylegan.data.pipeline import load_dataset, read_manifest
 
+    mixture = mixture or TrainingMixture()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"Output folder {out_dir} already exists and is not empty. Choose another --out or "
@@ -332,49 +488,68 @@ def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_
     def split_size(split):
         return int(sum(split_counts.get(split, {}).values()))
 
-    if split_size("train") == 0:
+    if split_size("train") == 0 and mixture.real_train:
         raise UserError(f"{data_dir} has no training images (manifest split_counts: {split_counts}). "
                         f"Prepare it again with launchers/prepare_data.py.")
     val_split = "val" if split_size("val") else "test"
     test_split = "test" if split_size("test") else "val"
     if split_size(val_split) == 0:
+        synthetic = manifest.get("source", {}).get("format") == "synthetic"
+        hint = " (a synthetic dataset goes in --extra_data, with the real one as --data)" if synthetic else ""
         raise UserError(f"{data_dir} has neither a val nor a test split to validate on. "
-                        f"Prepare it again with launchers/prepare_data.py and held-out patients.")
+                        f"Prepare it again with launchers/prepare_data.py and held-out patients{hint}.")
     if val_split != "val":
         _log.warning("%s has no val split: early stopping and checkpoints watch the test split.", data_dir)
     if test_split != "test":
         _log.warning("%s has no test split: the reported metrics are on the val split.", data_dir)
 
-    # The pipeline shuffles the whole split every epoch; a --max_train_images subset is drawn once
-    # (then cached) and reshuffled by fit_classifier.
-    train = load_dataset(data_dir, split="train", batch_size=None, shuffle=True, seed=config.seed)
-    if config.max_train_images:
-        train = train.take(config.max_train_images).cache()
-        counts = _count_labels(train, len(class_names))
-        shuffle_buffer = None
-    else:
-        counts = np.array([split_counts["train"].get(c, 0) for c in class_names], np.int64)
+    # The datasets' shuffles and interleaving draw from the global seed too: set it before building them, so a
+    # run in a fresh process (the launcher) and one inside a longer one (evaluate --utility) train alike.
+    keras.utils.set_random_seed(config.seed)
+    sources = _training_sources(config, data_dir, manifest, class_names, mixture)
+    counts = np.sum([s["counts"] for s in sources], axis=0).astype(np.int64)
+    if counts.sum() == 0:
+        raise UserError(f"No training slices selected from {[s['data'] for s in sources]}.")
+    if len(sources) == 1:
+        train = sources[0]["dataset"]
+        shuffle_buffer = None if sources[0]["subset"] else 0  # a full real split is already reshuffled
+    else:  # every source reshuffles itself; interleave them at random in proportion to their sizes
+        sizes = [int(s["counts"].sum()) for s in sources]
+        train = tf.data.Dataset.sample_from_datasets([s["dataset"] for s in sources],
+                                                     weights=[n / sum(sizes) for n in sizes], seed=config.seed,
+                                                     rerandomize_each_iteration=True)
         shuffle_buffer = 0
-    val = load_dataset(data_dir, split=val_split, batch_size=None, shuffle=False)
+    # the sizes of an epoch, which Keras cannot infer from TFRecords (it would warn after the first epoch)
+    train = train.apply(tf.data.experimental.assert_cardinality(int(counts.sum())))
+    remap = _label_map(class_names)
+    val = load_dataset(data_dir, split=val_split, batch_size=None, shuffle=False).map(remap)
+    val = val.apply(tf.data.experimental.assert_cardinality(split_size(val_split)))
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    train_sources = [{"data": s["data"], "split": "train", "selection": s["selection"],
+                      "counts": {c: int(n) for c, n in zip(class_names, s["counts"])}} for s in sources]
     write_json(out_dir / "config.json", {
         "classifier": config.to_dict(), "data": str(data_dir), "class_names": class_names,
+        "mixture": mixture.to_dict(), "train_sources": train_sources,
         "train_counts": {c: int(n) for c, n in zip(class_names, counts)},
         "class_weights": (class_weights(counts).tolist() if config.class_weighting else None),
         "val_split": val_split, "test_split": test_split,
         "strategy": type(strategy or tf.distribute.get_strategy()).__name__,
+        "command": command_line(config, data_dir, out_dir, mixture),
     })
+    for s in train_sources:
+        print(f"training on {s['data']} train: {s['counts']}", flush=True)
     start = time.perf_counter()
     model_path, history = fit_classifier(config, train, val, class_names, counts, out_dir, strategy, verbose,
                                          shuffle_buffer=shuffle_buffer)
     model = load_classifier(model_path)
-    test = load_dataset(data_dir, split=test_split, batch_size=config.batch_size, shuffle=False)
+    test = load_dataset(data_dir, split=test_split, batch_size=config.batch_size, shuffle=False).map(remap)
     metrics = evaluate_classifier(model, test, class_names=class_names)
-    metrics.update(split=test_split, epochs_run=len(history.get("loss", [])),
-                   train_seconds=round(time.perf_counter() - start, 1))
+    metrics.update(split=test_split, data=str(data_dir), epochs_run=len(history.get("loss", [])),
+                   train_seconds=round(time.perf_counter() - start, 1), num_train=int(counts.sum()),
+                   train_counts={c: int(n) for c, n in zip(class_names, counts)}, train_sources=train_sources)
     write_metrics(metrics, out_dir, tensorboard_dir=out_dir / "tensorboard" / "test",
                   step=metrics["epochs_run"], prefix=test_split)
     print(f"{test_split} accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) on "
-          f"{metrics['num_examples']} images; wrote {out_dir}", flush=True)
+          f"{metrics['num_examples']} real {test_split} images of {data_dir}; wrote {out_dir}", flush=True)
     return ClassifierRun(model_path, metrics, history)

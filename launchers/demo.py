@@ -12,6 +12,8 @@ same flags a user would type, so the demo exercises exactly the user-facing code
   6. generate          the study's figures per class (real vs generated, 3x3 grid, mosaic, style mixing,
                        interpolation)
   7. export            SavedModels for TF Serving (generators and classifier)
+  8. synthesize        a small synthetic dataset (16 slices per class with --fast, 64 otherwise), privacy-filtered
+                       against the real training slices in pixels and judge features, with its privacy report
 
 Usage:
   python -m launchers.demo --out demo_out
@@ -58,10 +60,11 @@ _MARKER = "demo.json"
 def _settings(fast: bool) -> dict:
     if fast:
         return dict(patients=6, slices=2, preset="tiny", kimg=0.05, kimg_per_tick=0.05, batch=4,
-                    classifier_epochs=2, classifier_size=75, num_images=24, ppl=8, seeds="0-8", resolution=16)
+                    classifier_epochs=2, classifier_size=75, num_images=24, ppl=8, seeds="0-8", resolution=16,
+                    synthetic=16, min_class_prob=0.0)
     return dict(patients=30, slices=4, preset="demo", kimg=12.0, kimg_per_tick=2.0, batch=8,
                 classifier_epochs=8, classifier_size=75, num_images=100, ppl=50, seeds="0-15",
-                resolution=_RESOLUTION.value)
+                resolution=_RESOLUTION.value, synthetic=64, min_class_prob=0.5)
 
 
 class _Stages:
@@ -111,7 +114,7 @@ def main(argv):
 
     classes = CLASSES
     per_class = _PER_CLASS.value
-    n_stages = (0 if _DATA.value else 1) + 1 + (len(classes) if per_class else 1) + 3 + len(classes)
+    n_stages = (0 if _DATA.value else 1) + 1 + (len(classes) if per_class else 1) + 4 + len(classes)
     stage = _Stages(n_stages)
     t0 = time.perf_counter()
 
@@ -168,6 +171,12 @@ def main(argv):
     export_args += [f"--checkpoint={p}" for p in dict.fromkeys(checkpoints.values())]
     stage("export SavedModels for TF Serving", "export", *export_args)
 
+    synthetic_dir = out / "synthetic"
+    # the quick judge of --fast is barely trained: its class probabilities would make a poor quality filter
+    stage(f"synthesize: {s['synthetic']} filtered slices per class with a privacy report", "synthesize",
+          f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}",
+          f"--out={synthetic_dir}", f"--num_per_class={s['synthetic']}", f"--min_class_prob={s['min_class_prob']}")
+
     total = time.perf_counter() - t0
     results = json.loads((eval_dir / "results.json").read_text())
     summary = {"settings": s, "data": source, "total_seconds": round(total, 1),
@@ -185,6 +194,7 @@ def main(argv):
     print(f"\npictures:     {fig_dir}/ and {eval_dir}/figures/")
     print(f"results:      {eval_dir}/results.json, {clf_dir}/metrics.json")
     print(f"serving:      {export_dir}/")
+    print(f"synthetic:    {synthetic_dir}/ (privacy report: {synthetic_dir}/privacy/report.json)")
     print(f"tensorboard:  tensorboard --logdir {out}")
 
 

@@ -31,7 +31,8 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 300, "Real and generated images
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test"], "Real split compared with (all splits are "
                            "used, and the results say so, when it has fewer than --num_images).")
 _PSI = flags.DEFINE_float("truncation_psi", 1.0, "Truncation psi of the generated images (1 = none; finite).")
-_NOISE = flags.DEFINE_enum("noise_mode", "const", ["const", "random", "none"], "Generator noise.")
+_NOISE = flags.DEFINE_enum("noise_mode", "random", ["random", "const", "none"], "Synthesis noise: 'random' (what "
+                           "the model samples, the reference's metrics), 'const' (stored buffers) or 'none'.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Images per generator / judge call.")
 _IS_SPLITS = flags.DEFINE_integer("is_splits", 10, "Inception Score splits.")
 _KID_SUBSETS = flags.DEFINE_integer("kid_subsets", 100, "KID subsets.")

@@ -2,6 +2,14 @@
 
   python -m launchers.train_classifier --data=data/figshare256 --out=runs/classifier \
       --epochs=30 --batch=64 --weights=imagenet
+  # real + synthetic (launchers/synthesize.py): as many synthetic slices per class as real ones
+  python -m launchers.train_classifier --data=data/figshare256 --extra_data=synth/figshare256 --extra_ratio=1.0 \
+      --out=runs/classifier_mix
+  # train on synthetic only, validate and test on the real patient-wise splits
+  python -m launchers.train_classifier --data=data/figshare256 --extra_data=synth/figshare256 --noreal_train \
+      --out=runs/classifier_tstr
+
+Validation and test always use --data's val/test splits; --extra_data only adds training slices.
 
 Writes <out>/classifier.keras (best by validation loss), metrics.json, confusion_matrix.png,
 config.json and TensorBoard logs under <out>/tensorboard. `--weights=imagenet` reads Keras'
@@ -31,12 +39,20 @@ _PATIENCE = flags.DEFINE_integer("patience", 5, "Early-stopping patience in epoc
 _CLASS_WEIGHTS = flags.DEFINE_boolean("class_weights", True, "Weight the loss by inverse class frequency.")
 _AUGMENT = flags.DEFINE_boolean("augment", True, "Random flips/rotations/zooms/shifts/contrast in training.")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_MAX_TRAIN = flags.DEFINE_integer("max_train_images", 0, "Use at most this many training images (0 = all).")
+_MAX_TRAIN = flags.DEFINE_integer("max_train_images", 0, "Use at most this many real training images (0 = all).")
+_EXTRA_DATA = flags.DEFINE_list("extra_data", [], "Further prepared datasets (e.g. synthetic ones from "
+                                "launchers/synthesize.py) whose train splits are added to the training set.")
+_EXTRA_RATIO = flags.DEFINE_float("extra_ratio", 0.0, "From each --extra_data take this many slices per real "
+                                  "training slice of each class (1.0 doubles every class; 0 = all of it).")
+_EXTRA_PER_CLASS = flags.DEFINE_integer("extra_per_class", 0, "Or this many slices of each class from each "
+                                        "--extra_data (0 = all of it).")
+_REAL_TRAIN = flags.DEFINE_boolean("real_train", True, "Train on --data's train split too; --noreal_train trains "
+                                   "on --extra_data only (train on synthetic, test on real).")
 
 
 def main(argv):
     del argv
-    from classifier.training import ClassifierConfig, train_classifier
+    from classifier.training import ClassifierConfig, TrainingMixture, train_classifier
     from tfstylegan.training.distribute import get_strategy
 
     config = ClassifierConfig(
@@ -45,7 +61,9 @@ def main(argv):
         lr_finetune=_LR_FINETUNE.value, weights=_WEIGHTS.value, patience=_PATIENCE.value,
         class_weighting=_CLASS_WEIGHTS.value, augment=_AUGMENT.value, mixed_precision=_MIXED.value,
         seed=_SEED.value, max_train_images=_MAX_TRAIN.value)
-    train_classifier(config, _DATA.value, _OUT.value, strategy=get_strategy(_STRATEGY.value))
+    mixture = TrainingMixture(extra_data=tuple(_EXTRA_DATA.value), extra_ratio=_EXTRA_RATIO.value,
+                              extra_per_class=_EXTRA_PER_CLASS.value, real_train=_REAL_TRAIN.value)
+    train_classifier(config, _DATA.value, _OUT.value, strategy=get_strategy(_STRATEGY.value), mixture=mixture)
 
 
 if __name__ == "__main__":

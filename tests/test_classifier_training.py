@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,83 @@ def test_launcher_reports_user_errors(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "error:" in proc.stderr and "nothing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- training on mixtures (real + extra datasets) ----------------------------------------------------------------
+
+def test_training_mixture_validation_and_counts():
+    from classifier.training import TrainingMixture
+
+    assert TrainingMixture().to_dict() == {"extra_data": [], "extra_ratio": 0.0, "extra_per_class": 0,
+                                           "real_train": True}
+    with pytest.raises(UserError, match="not both"):
+        TrainingMixture(extra_data=("s",), extra_ratio=1.0, extra_per_class=5)
+    with pytest.raises(UserError, match="need --extra_data"):
+        TrainingMixture(extra_ratio=0.5)
+    with pytest.raises(UserError, match="nothing to train on"):
+        TrainingMixture(real_train=False)
+    with pytest.raises(UserError, match="finite"):
+        TrainingMixture(extra_data=("s",), extra_ratio=float("inf"))
+    with pytest.raises(UserError, match="twice"):
+        TrainingMixture(extra_data=("s", "s"))
+    assert TrainingMixture(extra_data=("s",), extra_ratio=1.5).extra_count(real_count=7, available=100) == 10
+    assert TrainingMixture(extra_data=("s",), extra_per_class=4).extra_count(real_count=7, available=100) == 4
+    assert TrainingMixture(extra_data=("s",)).extra_count(real_count=7, available=100) == 100
+
+
+def test_command_line_names_the_launcher_flags():
+    from classifier.training import TrainingMixture, command_line
+
+    config = ClassifierConfig(input_size=80, epochs=3, head_epochs=1, batch_size=12, weights="none", augment=False,
+                              seed=4)
+    argv = command_line(config, "data", "out", TrainingMixture(extra_data=("a", "b"), extra_ratio=0.5,
+                                                               real_train=False))
+    assert argv[:5] == ["python", "-m", "launchers.train_classifier", "--data=data", "--out=out"]
+    for flag in ("--input_size=80", "--epochs=3", "--head_epochs=1", "--batch=12", "--weights=none", "--noaugment",
+                 "--class_weights", "--seed=4", "--extra_data=a,b", "--extra_ratio=0.5", "--noreal_train"):
+        assert flag in argv, flag
+    # every flag is one the launcher defines (a boolean's --noflag included)
+    source = (Path(__file__).resolve().parents[1] / "launchers" / "train_classifier.py").read_text(encoding="utf-8")
+    for arg in argv[3:]:
+        name = arg[2:].split("=")[0]
+        assert f'("{name}"' in source or (name.startswith("no") and f'_boolean("{name[2:]}"' in source), arg
+
+
+def test_mixture_errors_before_training(phantom_data, tmp_path):
+    import shutil
+
+    from classifier.training import TrainingMixture
+
+    config = ClassifierConfig(input_size=75, epochs=1, head_epochs=0, weights="none")
+    with pytest.raises(UserError, match="is the real --data itself"):
+        train_classifier(config, phantom_data, tmp_path / "a", mixture=TrainingMixture(extra_data=(str(phantom_data),)))
+    other = tmp_path / "other"
+    shutil.copytree(phantom_data, other)
+    with pytest.raises(UserError, match="has 12 training slices of 'meningioma'; 13 were asked for"):
+        train_classifier(config, phantom_data, tmp_path / "b",
+                         mixture=TrainingMixture(extra_data=(str(other),), extra_per_class=13))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["resolution"] = 32
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="is 32x32"):
+        train_classifier(config, phantom_data, tmp_path / "c", mixture=TrainingMixture(extra_data=(str(other),)))
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
+@pytest.mark.slow
+def test_train_on_real_plus_extra_data_validates_and_tests_on_real(phantom_data, tmp_path):
+    """A second prepared dataset as extra training data: counts per source, real val/test, labels intact."""
+    import shutil
+
+    from classifier.training import TrainingMixture
+
+    extra = tmp_path / "extra"
+    shutil.copytree(phantom_data, extra)
+    config = ClassifierConfig(input_size=75, epochs=1, head_epochs=0, batch_size=16, weights="none", patience=0)
+    mixture = TrainingMixture(extra_data=(str(extra),), extra_ratio=0.5)
+    run = train_classifier(config, phantom_data, tmp_path / "run", verbose=0, mixture=mixture)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train_sources"][1]["counts"] == {"meningioma": 6, "glioma": 6, "pituitary": 6}
+    assert saved["train_counts"] == {"meningioma": 18, "glioma": 18, "pituitary": 18}
+    assert run.metrics["num_train"] == 54 and run.metrics["split"] == "test" and run.metrics["num_examples"] == 18
+    assert saved["command"][2] == "launchers.train_classifier" and "--extra_ratio=0.5" in saved["command"]

@@ -17,7 +17,7 @@ def test_demo_fast_mode_writes_every_output(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout
     for stage in ("make_phantom", "prepare_data", "train_stylegan", "train_classifier", "evaluate", "generate",
-                  "export"):
+                  "export", "synthesize"):
         assert f"python -m launchers.{stage}" in log
     assert "demo finished in" in log and "tensorboard --logdir" in log
 
@@ -69,8 +69,19 @@ def test_demo_fast_mode_writes_every_output(tmp_path):
     probs = clf_model.signatures["serving_default"](images=images)["probabilities"].numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
 
+    # the last stage: a small privacy-filtered synthetic dataset, readable as data, with its report
+    from tfstylegan.data.pipeline import load_arrays
+    synthetic = json.loads((out / "synthetic" / "manifest.json").read_text())
+    assert synthetic["counts"] == {cls: 16 for cls in ("meningioma", "glioma", "pituitary")}
+    assert synthetic["synthetic"]["filters"]["privacy"]["space"] == ["pixels", "judge features"]
+    images, labels, _ = load_arrays(out / "synthetic", "train")
+    assert images.shape == (48, 16, 16, 1) and sorted(set(labels.tolist())) == [0, 1, 2]
+    report = json.loads((out / "synthetic" / "privacy" / "report.json").read_text())
+    assert report["totals"]["kept"] == 48 and report["totals"]["drawn"] >= 48
+    assert (out / "synthetic" / "privacy" / "closest_pairs_glioma.png").is_file()
+
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["total_seconds"] > 0 and len(summary["stages"]) == 9
+    assert summary["total_seconds"] > 0 and len(summary["stages"]) == 10
 
 
 def test_demo_refuses_a_foreign_output_folder(tmp_path):

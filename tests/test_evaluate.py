@@ -10,36 +10,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfstylegan.apps.evaluation import report, run as evaluation
-from tfstylegan.config import get_preset
-from tfstylegan.metrics import inception_score
+from tfstylegan.apps.evaluation import report
+from tfstylegan.apps.evaluation import run as evaluation
 from tfstylegan.apps.evaluation.utility import accuracy_differences
+from tfstylegan.data.classes import CLASS_NAMES
+from tfstylegan.metrics import inception_score
 from tfstylegan.utils.errors import UserError
-from _checkpoints import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
-CLASSES = ["meningioma", "glioma", "pituitary"]
+CLASSES = list(CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    """16x16 phantom data, tiny per-class and conditional generators, a small random-init judge."""
-    from classifier.model import build_classifier, save_classifier
-    from tfstylegan.data.phantom import write_phantom_dataset
-    from tfstylegan.data.prepare import prepare
-
-    root = tmp_path_factory.mktemp("evaluate")
-    write_phantom_dataset(root / "raw", num_patients_per_class=6, slices_per_patient=2, size=64, progress=False)
-    prepare(root / "raw", root / "data", resolution=16, progress=False)
-    tiny = get_preset("tiny")
-    judge = build_classifier(CLASSES, input_size=75, freeze_batchnorm=False)
-    save_classifier(judge, root / "judge.keras")
-    return {
-        "root": root, "data": root / "data", "judge": root / "judge.keras",
-        "meningioma": save_tiny(root / "men", tiny, ["meningioma"], "meningioma", False),
-        "glioma": save_tiny(root / "gli", tiny, ["glioma"], "glioma", False),
-        "cond": save_tiny(root / "cond", tiny.with_data(c_dim=3), CLASSES, None, True),
-    }
+def assets(phantom_data, tiny_checkpoints, tiny_judge):
+    """16x16 phantom data, tiny per-class and conditional generators, a small random-init judge (shared)."""
+    return {"root": phantom_data.parent, "data": phantom_data, "judge": tiny_judge,
+            "meningioma": tiny_checkpoints["meningioma"], "glioma": tiny_checkpoints["glioma"],
+            "cond": tiny_checkpoints["cond"]}
 
 
 # --- metric helpers -----------------------------------------------------------------------------------------

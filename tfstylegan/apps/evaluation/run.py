@@ -26,9 +26,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -36,16 +36,27 @@ from tfstylegan.apps import generation
 from tfstylegan.apps.evaluation.features import InceptionFeatures, Judge
 from tfstylegan.apps.evaluation.report import results_table, summaries_writer, tb_image, tb_scalars
 from tfstylegan.apps.figures import figure_grid
-from tfstylegan.metrics import (closest_pairs_figure, fid_from_features, inception_score, kernel_inception_distance,
-                                memorization_report, perceptual_path_length, precision_recall)
 from tfstylegan.data.classes import SPLITS
+from tfstylegan.metrics import (
+    closest_pairs_figure,
+    fid_from_features,
+    inception_score,
+    kernel_inception_distance,
+    memorization_report,
+    perceptual_path_length,
+    precision_recall,
+)
 from tfstylegan.networks.synthesis import check_noise_mode
-from tfstylegan.utils.charts import (bar_chart_figure, confusion_matrix_figure, figure_to_array, histogram_figure,
-                                    save_figure)
+from tfstylegan.utils.charts import (
+    bar_chart_figure,
+    confusion_matrix_figure,
+    figure_to_array,
+    histogram_figure,
+    save_figure,
+)
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import save_png, upscale_for_viewing
 from tfstylegan.utils.io import atomic_dir, write_json
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +67,8 @@ class EvaluationConfig:
       num_images: real and generated images per class (300 in the study; more is more reliable).
       split: the real split compared with (falls back to all splits if it has fewer images).
       truncation_psi: truncation of the generated images (1.0 = none).
-      noise_mode: 'const' | 'random' | 'none'.
+      noise_mode: 'random' (the default, as the reference's metrics: fresh synthesis noise, what the
+        model samples; seeded by each image's seed), 'const' (the stored noise buffers) or 'none'.
       batch_size: images per generator / judge call.
       is_splits: Inception Score splits (10 by convention).
       kid_subsets, kid_subset_size: KID subsets (capped at the number of images).
@@ -74,7 +86,7 @@ class EvaluationConfig:
     num_images: int = 300
     split: str = "test"
     truncation_psi: float = 1.0
-    noise_mode: str = "const"
+    noise_mode: str = "random"
     batch_size: int = 32
     is_splits: int = 10
     kid_subsets: int = 100
@@ -177,17 +189,6 @@ def real_sample(data_dir, manifest: dict, class_name: str, num_images: int, spli
     return images, f"{'+'.join(available)} ({split} has {_split_count(manifest, split, class_name)})"
 
 
-def _remap_labels(labels: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """Canonical dataset labels (index into ALL_CLASS_NAMES) -> indices into `class_names`."""
-    from tfstylegan.data.classes import ALL_CLASS_NAMES
-
-    lut = np.array([list(class_names).index(c) if c in class_names else -1 for c in ALL_CLASS_NAMES])
-    out = lut[np.asarray(labels, np.int64)]
-    if np.any(out < 0):
-        raise UserError(f"The dataset has classes outside {list(class_names)}.")
-    return out.astype(np.int32)
-
-
 def _ppl(gen: generation.ClassGenerator, judge: Judge, config: EvaluationConfig, show_progress: bool) -> float:
     G = gen.G
     c = gen.labels(1)
@@ -195,8 +196,18 @@ def _ppl(gen: generation.ClassGenerator, judge: Judge, config: EvaluationConfig,
     def mapping_fn(z, labels):
         return np.asarray(G.mapping(z, labels))
 
+    batches = iter(range(2 ** 31))
+    resolutions = G.synthesis.noise_resolutions
+
     def synthesis_fn(ws):
-        return generation.image_channel(np.asarray(G.synthesis(ws, noise_mode="const")))
+        if config.noise_mode != "random":
+            return generation.image_channel(np.asarray(G.synthesis(ws, noise_mode=config.noise_mode)))
+        # As the reference's PPL: fresh noise buffers for each batch, shared by its images and by both
+        # ends of every pair (seeded: the same evaluation gives the same number).
+        rng = np.random.default_rng([config.seed, next(batches)])
+        noise = [np.broadcast_to(rng.standard_normal([1, r, r, 1]).astype(np.float32), [len(ws), r, r, 1])
+                 for r in resolutions]
+        return generation.image_channel(np.asarray(G.synthesis(ws, noise=noise)))
 
     def distance_fn(a, b):
         return np.sum((judge.normalized_features(a) - judge.normalized_features(b)) ** 2, axis=1)
@@ -340,7 +351,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
 
     utility = None
     if config.utility:
-        utility = _utility(data_dir, manifest, judge, generated_by_class, config)
+        utility = _utility(data_dir, manifest, judge, generated_by_class, config, checkpoint=str(checkpoint))
 
     bar_rows = [(n, per_class[n]) for n in gens] + ([("pooled", pooled)] if len(gens) > 1 else [])
     charts["is_bar_chart"] = bar_chart_figure(
@@ -425,28 +436,40 @@ def _square_confusion(cm: np.ndarray, class_ids: Sequence[int], num_classes: int
 
 
 def _utility(data_dir, manifest: dict, judge: Judge, generated: dict[str, np.ndarray],
-             config: EvaluationConfig) -> dict[str, Any]:
-    """Real train / real+synthetic / synthetic classifiers, tested on the real test split."""
+             config: EvaluationConfig, checkpoint: str | None = None) -> dict[str, Any]:
+    """Real / real+synthetic / synthetic classifiers, each trained by `classifier.training.train_classifier`
+    and tested on the real test split.
+
+    The generated images (seeds 0..n-1 per class) become a synthetic dataset without filters, what
+    `report['synthetic_command']` (launchers/synthesize.py) writes (the same slices, up to one grey level of
+    float round-off); each classifier is what `report['settings'][s]['command']` (launchers/train_classifier.py)
+    trains on it.
+    """
+    import tempfile
+
     from classifier.training import ClassifierConfig
     from tfstylegan.apps.evaluation.utility import train_on_synthetic
+    from tfstylegan.apps.synthetic_dataset import write_images_dataset
 
-    class_names = [str(c) for c in manifest["class_names"]]
     totals = {s: sum(manifest["split_counts"].get(s, {}).values()) for s in SPLITS}
     if not totals["train"] or not totals["test"]:
         raise UserError(f"The utility experiment needs real train and test splits; {data_dir} has "
                         f"{totals}. Prepare it with a patient-wise train/val/test split.")
-    val_split = "val" if totals["val"] else "test"
-
-    def load(split):
-        x, y = _load(data_dir, split, None)
-        return x, _remap_labels(y, class_names)
-
-    synth_x = np.concatenate(list(generated.values()))
-    synth_y = np.concatenate([np.full(len(v), class_names.index(n), np.int32) for n, v in generated.items()])
     clf_config = ClassifierConfig(input_size=int(judge.model.input_size), epochs=config.utility_epochs,
                                   head_epochs=min(1, config.utility_epochs), batch_size=config.utility_batch_size,
                                   weights=config.utility_weights, patience=0, seed=config.seed)
-    report = train_on_synthetic(load("train"), (synth_x, synth_y), load(val_split), load("test"), class_names,
-                                clf_config, settings=config.utility_settings)
-    report["val_split"] = val_split
+    seeds = {name: list(range(len(images))) for name, images in generated.items()}
+    with tempfile.TemporaryDirectory(prefix="utility-") as tmp:
+        synthetic = Path(tmp) / "synthetic"
+        write_images_dataset(synthetic, generated, seeds, int(manifest["bit_depth"]),
+                             {"checkpoint": checkpoint, "truncation_psi": config.truncation_psi,
+                              "noise_mode": config.noise_mode, "made_by": "evaluate --utility"})
+        report = train_on_synthetic(data_dir, synthetic, clf_config, settings=config.utility_settings,
+                                    work_dir=tmp, synthetic_name="<synthetic>")
+    report["val_split"] = "val" if totals["val"] else "test"
+    n = max(len(v) for v in generated.values())
+    report["synthetic_command"] = (
+        f"python -m launchers.synthesize --checkpoint={checkpoint} --data={data_dir} --out=<synthetic> "
+        f"--num_per_class={n} --seed=0 --truncation_psi={config.truncation_psi} --noise_mode={config.noise_mode} "
+        "--privacy_percentile=0 --min_class_prob=0 --nowith_mask")
     return report
