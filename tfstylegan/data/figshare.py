@@ -183,7 +183,7 @@ def _check_image(image: np.ndarray, mask: np.ndarray, name: str) -> None:
 
 
 def _read_v73(f, name: str) -> tuple[np.ndarray, np.ndarray, object, object]:
-    import h5py
+    import h5py  # here: h5py takes ~1 s to import; only .mat sources need it
 
     if "cjdata" not in f:
         raise UserError(f"{name}: no 'cjdata' struct in this .mat file (keys: {sorted(f.keys())}). "
@@ -201,7 +201,7 @@ def _read_v73(f, name: str) -> tuple[np.ndarray, np.ndarray, object, object]:
 
 
 def _read_v5(fileobj, name: str) -> tuple[np.ndarray, np.ndarray, object, object]:
-    import scipy.io
+    import scipy.io  # here: scipy.io takes ~0.6 s to import; only MATLAB v5 files need it
 
     mat = scipy.io.loadmat(fileobj, simplify_cells=True)
     if "cjdata" not in mat or not isinstance(mat["cjdata"], dict):
@@ -219,7 +219,7 @@ def _read_v5(fileobj, name: str) -> tuple[np.ndarray, np.ndarray, object, object
 
 def _open_mat(entry: MatEntry, read_h5: Callable, read_mat5: Callable):
     """Tries MATLAB v7.3 (HDF5) first, then v5; returns (result, version)."""
-    import h5py
+    import h5py  # here: h5py takes ~1 s to import; only .mat sources need it
 
     try:
         src = entry.open()
@@ -269,7 +269,7 @@ def read_cvind(entry: MatEntry) -> np.ndarray:
         return np.asarray(f["cvind"][()]).ravel()
 
     def mat5(s):
-        import scipy.io
+        import scipy.io  # here: scipy.io takes ~0.6 s to import; only MATLAB v5 files need it
 
         m = scipy.io.loadmat(s)
         if "cvind" not in m:
@@ -306,7 +306,7 @@ def write_mat_v73(path: str | os.PathLike, variables: dict) -> None:
     MATLAB class: int16 'int16', float64 'double', bool 'logical' (stored uint8),
     uint16 with name 'PID' or a `str` 'char' (uint16 codes, `MATLAB_int_decode` = 2).
     """
-    import h5py
+    import h5py  # here: h5py takes ~1 s to import; only .mat sources need it
 
     def put(group, name, value):
         if isinstance(value, dict):

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from tfstylegan.data.classes import FOLDER_ALIASES
 from tfstylegan.utils.errors import UserError
@@ -89,8 +90,6 @@ def read_image(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
 
     `UserError` naming the file if it cannot be decoded.
     """
-    from PIL import Image, UnidentifiedImageError
-
     name = name or str(path)
     try:
         with Image.open(path) as im:

@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from tfstylegan.data.classes import CLASS_NAMES
 from tfstylegan.data.figshare import write_cvind, write_figshare_mat
@@ -43,8 +44,6 @@ NUM_FOLDS = 5
 
 
 def _smooth(a: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
     return gaussian_filter(a, sigma, mode="nearest") if sigma > 0 else a
 
 

@@ -30,6 +30,7 @@ tumor vanishes from its mask at low resolution), giving a uint8 mask of 0/255.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from tfstylegan.utils.errors import UserError
 
@@ -107,8 +108,6 @@ def normalize_intensity(img: np.ndarray, percentiles: tuple[float, float] = (0.5
 
 def resize(img: np.ndarray, resolution: int, resample: str = "lanczos") -> np.ndarray:
     """float [H, W] -> float32 [resolution, resolution] with PIL ('lanczos' or 'box') in mode 'F'."""
-    from PIL import Image
-
     x = np.ascontiguousarray(img, dtype=np.float32)
     if x.shape == (resolution, resolution):
         return x.copy()

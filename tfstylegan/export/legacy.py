@@ -36,6 +36,8 @@ name mapping belong together.)
 
 from __future__ import annotations
 
+import codecs
+import collections
 import io
 import math
 import pickle
@@ -44,10 +46,19 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
+import keras
 import numpy as np
 
 from tfstylegan.config import DiscriminatorConfig, GeneratorConfig, Preset, get_preset, PRESET_NAMES
+from tfstylegan.networks import Discriminator, Generator
+from tfstylegan.training.checkpoint import save_networks
 from tfstylegan.utils.errors import UserError
+from tfstylegan.utils.io import sha256_file
+
+try:
+    from numpy._core import multiarray as _core_ma
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as _core_ma
 
 RGB_TO_GRAY = {
     "luminance": (0.299, 0.587, 0.114),
@@ -118,23 +129,16 @@ class _EasyDictRecord(dict):
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray as core_ma
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray as core_ma
     allowed = {}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "_reconstruct")] = core_ma._reconstruct
-        allowed[(mod, "scalar")] = core_ma.scalar
+        allowed[(mod, "_reconstruct")] = _core_ma._reconstruct
+        allowed[(mod, "scalar")] = _core_ma.scalar
     allowed[("numpy", "ndarray")] = np.ndarray
     allowed[("numpy", "dtype")] = np.dtype
     return allowed
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    import codecs
-    import collections
-
     allowed = {
         ("dnnlib.tflib.network", "Network"): NetworkRecord,
         ("dnnlib.util", "EasyDict"): _EasyDictRecord,
@@ -446,8 +450,6 @@ def convert_official_pickle(pkl, preset: str = "paper256", resolution: int | Non
     G, G_ema: `Generator`; D: `Discriminator` (freshly initialised with `seed` when the pickle
     holds only Gs; G is then a copy of Gs). `info` describes the source for run.json.
     """
-    from tfstylegan.networks import Discriminator, Generator
-
     if rgb_to_gray not in RGB_TO_GRAY:
         raise UserError(f"--rgb_to_gray must be one of {sorted(RGB_TO_GRAY)}. Received: {rgb_to_gray!r}")
     if preset not in PRESET_NAMES:
@@ -456,8 +458,6 @@ def convert_official_pickle(pkl, preset: str = "paper256", resolution: int | Non
     tf_G, tf_D, tf_Gs = load_official_pickle(pkl)
     full_preset, src_channels = official_preset(tf_Gs, tf_D, path, preset=preset, resolution=resolution,
                                                 img_channels=img_channels)
-    import keras
-
     keras.utils.set_random_seed(seed)
     G = Generator(full_preset.generator, name="G")
     G_ema = Generator(full_preset.generator, name="G_ema")
@@ -481,9 +481,6 @@ def import_official_pickle(pkl, out_dir, preset: str = "paper256", resolution: i
     (fresh optimizers, kimg 0). `class_name` records which tumor class the model will be
     fine-tuned on (per-class runs); it can be left None. Returns `out_dir`.
     """
-    from tfstylegan.training.checkpoint import save_networks
-    from tfstylegan.utils.io import sha256_file
-
     G, D, G_ema, full_preset, info = convert_official_pickle(pkl, preset=preset, resolution=resolution,
                                                              img_channels=img_channels, rgb_to_gray=rgb_to_gray)
     info["sha256"] = sha256_file(pkl)

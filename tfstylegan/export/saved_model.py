@@ -36,8 +36,10 @@ import math
 import os
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
+from tfstylegan.training.checkpoint import load_generator, nonfinite_variables
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import atomic_dir, write_json
 
@@ -80,8 +82,6 @@ def _unique_copies(variables, prefix: str) -> list[tf.Variable]:
 
 def _reading(keras_variables, copies):
     """Scope in which Keras layers read `copies` in place of their own variables."""
-    import keras
-
     return keras.StatelessScope(state_mapping=[(k, c.read_value()) for k, c in zip(keras_variables, copies)])
 
 
@@ -236,8 +236,6 @@ def export_generator(G, out_dir: str | os.PathLike, model_name: str = "generator
 
     A generator with NaN/inf weights (a diverged run) or a non-finite `truncation_psi` is refused.
     """
-    from tfstylegan.training.checkpoint import nonfinite_variables
-
     path = version_dir(out_dir, model_name, version)
     if not math.isfinite(truncation_psi):
         raise UserError(f"--truncation_psi must be a finite number. Received: {truncation_psi}")
@@ -273,8 +271,6 @@ def export_checkpoint_generator(checkpoint: str | os.PathLike, out_dir: str | os
                                 model_name: str | None = None, version: int = 1, truncation_psi: float = 1.0,
                                 overwrite: bool = False, max_batch: int = DEFAULT_MAX_BATCH) -> Path:
     """Loads G_ema from a run / checkpoint / imported folder and exports it (`export_generator`)."""
-    from tfstylegan.training.checkpoint import load_generator
-
     G, info = load_generator(checkpoint, which="G_ema")
     return export_generator(G, out_dir, model_name=model_name or default_generator_name(info), version=version,
                             truncation_psi=truncation_psi, class_names=info.get("class_names") or (),

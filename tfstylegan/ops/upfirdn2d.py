@@ -89,7 +89,8 @@ def _static_filter(f):
 def _in_xla_context():
     """True while tracing a function for XLA (`tf.function(jit_compile=True)`)."""
     try:
-        from tensorflow.python.ops import control_flow_util  # pylint: disable=import-outside-toplevel
+        # here: a private TensorFlow module that may move; inside the try, its absence takes the safe path
+        from tensorflow.python.ops import control_flow_util
         return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
     except Exception:  # pylint: disable=broad-except  # internal API; choose the safe path
         return False

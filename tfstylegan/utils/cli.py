@@ -62,7 +62,8 @@ def quiet_tensorflow() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ[_OURS] = "1"  # launchers started by this one (the demo's stages) quieten TensorFlow too
     with _stderr_to_file():
-        import tensorflow as tf  # the start-up lines go to the capture
+        # here: launchers quiet TensorFlow's logging before importing it (its start-up lines go to the capture)
+        import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery logs (cuInit) too
 

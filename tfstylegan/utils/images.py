@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from PIL import Image
 
 from tfstylegan.utils.io import atomic_path
 
@@ -47,8 +48,6 @@ def image_grid(images: np.ndarray, grid_w: int | None = None, padding: int = 0,
 
 def save_png(path: str | os.PathLike, img: np.ndarray) -> None:
     """Saves a uint8 or uint16 image [H, W], [H, W, 1] or [H, W, 3] as PNG, atomically."""
-    from PIL import Image
-
     img = np.asarray(img)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]

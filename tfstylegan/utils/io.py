@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
+import numpy as np
+
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.(?:tmp|old)$")
 
 
@@ -173,8 +175,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

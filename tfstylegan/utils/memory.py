@@ -12,7 +12,7 @@ def host_peak_memory_gb() -> float:
 
 def gpu_peak_memory_gb() -> float | None:
     """Largest peak memory over the visible GPUs in GB; None without a GPU."""
-    import tensorflow as tf  # local: keeps this module importable without TensorFlow's start-up cost
+    import tensorflow as tf  # here: saves start-up time (TensorFlow) for the modules that import this one
 
     peaks = []
     for gpu in tf.config.list_logical_devices("GPU"):
@@ -25,7 +25,7 @@ def gpu_peak_memory_gb() -> float | None:
 
 def reset_gpu_peaks() -> None:
     """Resets the GPUs' peak-memory counters (no-op without a GPU)."""
-    import tensorflow as tf  # local: see gpu_peak_memory_gb
+    import tensorflow as tf  # here: saves start-up time (TensorFlow), as gpu_peak_memory_gb
 
     for gpu in tf.config.list_logical_devices("GPU"):
         try:
