@@ -70,7 +70,7 @@ def test_results_table():
 
 # --- end to end ---------------------------------------------------------------------------------------------
 
-FAST = dict(num_images=10, is_splits=2, kid_subsets=5, ppl_samples=4, batch_size=16)
+FAST = dict(num_images=8, is_splits=2, kid_subsets=5, ppl_samples=4, batch_size=16)
 
 
 @pytest.mark.slow
@@ -82,22 +82,22 @@ def test_evaluate_conditional_with_utility_writes_every_output(assets):
     r = evaluation.evaluate(str(assets["cond"]), assets["judge"], assets["data"], out, config, show_progress=False)
     assert list(r["per_class"]) == CLASSES
     saved = json.loads((out / "results.json").read_text())
-    assert saved["settings"]["num_images"] == 10 and set(saved) == {"settings", "per_class", "pooled", "utility"}
+    assert saved["settings"]["num_images"] == 8 and set(saved) == {"settings", "per_class", "pooled", "utility"}
     for name in CLASSES:
         m = saved["per_class"][name]
-        assert m["num_real"] == 10 and m["num_generated"] == 10
+        assert m["num_real"] == 8 and m["num_generated"] == 8  # every slice of the class (4 patients x 2)
         assert "test has 2" in m["real_from"]  # the test split is too small: all splits are used
         for key in ("is_real", "is_generated", "kid"):
             assert len(m[key]) == 2
         assert 1.0 - 1e-6 <= m["is_real"][0] <= 3.0 + 1e-6
         assert m["fid"] >= -1e-6 and 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1
-        assert m["memorization"]["pixels"]["num_generated"] == 10
+        assert m["memorization"]["pixels"]["num_generated"] == 8
         assert "suspicious_fraction" in m["memorization"]["judge_features"]
         assert np.isfinite(m["ppl"]) and m["ppl"] >= 0
-    assert np.sum(saved["pooled"]["judge_confusion_generated"]) == 30
+    assert np.sum(saved["pooled"]["judge_confusion_generated"]) == 24
     utility = saved["utility"]
     assert set(utility["settings"]) == {"synthetic"} and utility["differences"] == {}
-    assert utility["settings"]["synthetic"]["num_train"] == 30
+    assert utility["settings"]["synthetic"]["num_train"] == 24
     assert utility["settings"]["synthetic"]["num_examples"] == utility["num_test"] == 6
     assert 0 <= utility["settings"]["synthetic"]["accuracy"] <= 1
     figures = {p.name for p in (out / "figures").iterdir()}
