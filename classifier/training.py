@@ -41,7 +41,7 @@ from classifier.model import MIN_INPUT_SIZE, TumorClassifier, load_classifier, s
 from classifier.weights import build_with_weights, resolve_weights
 from tfstylegan.data.classes import ALL_CLASS_NAMES
 from tfstylegan.utils.errors import UserError
-from tfstylegan.utils.io import write_json
+from tfstylegan.utils.io import atomic_dir, write_json
 
 _log = logging.getLogger("tfstylegan.classifier")
 
@@ -463,7 +463,7 @@ def _training_sources(config: ClassifierConfig, data_dir: Path, manifest: dict, 
 
 def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                      strategy: tf.distribute.Strategy | None = None, verbose: int = 2,
-                     mixture: TrainingMixture | None = None) -> ClassifierRun:
+                     mixture: TrainingMixture | None = None, overwrite: bool = False) -> ClassifierRun:
     """Trains the judge on a prepared dataset (and extra datasets) and evaluates it on the patient-wise test split.
 
     Writes into `out_dir` (which must not exist or be empty): `config.json` (settings and the training
@@ -472,14 +472,30 @@ def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_
 
     Args:
       mixture: the training sources (`TrainingMixture`); default: the real train split only.
+      overwrite: replace a non-empty `out_dir`: the new run trains in a temporary folder beside it, which
+        replaces the old one only when the run is complete (a failed or killed run leaves the old one).
     """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"Output {out_dir} is a file; --out must be a folder.")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"Output folder {out_dir} already exists and is not empty. Choose another --out, "
+                            f"delete it first, or pass --overwrite (it is replaced when the new run completes).")
+        resolve_weights(config.weights)  # fail before making anything
+        with atomic_dir(out_dir, overwrite=True) as work_dir:
+            run = _train_classifier(config, data_dir, work_dir, out_dir, strategy, verbose, mixture)
+        return dataclasses.replace(run, model_path=out_dir / Path(run.model_path).name)
+    return _train_classifier(config, data_dir, out_dir, out_dir, strategy, verbose, mixture)
+
+
+def _train_classifier(config: ClassifierConfig, data_dir: Path, out_dir: Path, final_dir: Path,
+                      strategy: tf.distribute.Strategy | None, verbose: int,
+                      mixture: TrainingMixture | None) -> ClassifierRun:
+    """`train_classifier` writing into `out_dir`, which becomes `final_dir` (the name its records give)."""
     from tfstylegan.data.pipeline import load_dataset, read_manifest
 
     mixture = mixture or TrainingMixture()
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"Output folder {out_dir} already exists and is not empty. Choose another --out or "
-                        f"delete it first.")
     resolve_weights(config.weights)  # fail before reading any data
     manifest = read_manifest(data_dir)
     class_names = list(manifest["class_names"])
@@ -535,7 +551,7 @@ def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_
         "class_weights": (class_weights(counts).tolist() if config.class_weighting else None),
         "val_split": val_split, "test_split": test_split,
         "strategy": type(strategy or tf.distribute.get_strategy()).__name__,
-        "command": command_line(config, data_dir, out_dir, mixture),
+        "command": command_line(config, data_dir, final_dir, mixture),
     })
     for s in train_sources:
         print(f"training on {s['data']} train: {s['counts']}", flush=True)
@@ -551,5 +567,5 @@ def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_
     write_metrics(metrics, out_dir, tensorboard_dir=out_dir / "tensorboard" / "test",
                   step=metrics["epochs_run"], prefix=test_split)
     print(f"{test_split} accuracy {metrics['accuracy']:.4f} (macro F1 {metrics['macro_f1']:.4f}) on "
-          f"{metrics['num_examples']} real {test_split} images of {data_dir}; wrote {out_dir}", flush=True)
+          f"{metrics['num_examples']} real {test_split} images of {data_dir}; wrote {final_dir}", flush=True)
     return ClassifierRun(model_path, metrics, history)

@@ -46,12 +46,15 @@ _EXTRA_RATIO = flags.DEFINE_float("extra_ratio", 0.0, "From each --extra_data ta
                                   "training slice of each class (1.0 doubles every class; 0 = all of it).")
 _EXTRA_PER_CLASS = flags.DEFINE_integer("extra_per_class", 0, "Or this many slices of each class from each "
                                         "--extra_data (0 = all of it).")
+_OVERWRITE = flags.DEFINE_boolean("overwrite", False, "Replace a non-empty --out; the old folder stays until the "
+                                  "new run completes.")
 _REAL_TRAIN = flags.DEFINE_boolean("real_train", True, "Train on --data's train split too; --noreal_train trains "
                                    "on --extra_data only (train on synthetic, test on real).")
 
 
 def main(argv):
     del argv
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from classifier.training import ClassifierConfig, TrainingMixture, train_classifier
     from tfstylegan.training.distribute import get_strategy
 
@@ -63,7 +66,8 @@ def main(argv):
         seed=_SEED.value, max_train_images=_MAX_TRAIN.value)
     mixture = TrainingMixture(extra_data=tuple(_EXTRA_DATA.value), extra_ratio=_EXTRA_RATIO.value,
                               extra_per_class=_EXTRA_PER_CLASS.value, real_train=_REAL_TRAIN.value)
-    train_classifier(config, _DATA.value, _OUT.value, strategy=get_strategy(_STRATEGY.value), mixture=mixture)
+    train_classifier(config, _DATA.value, _OUT.value, strategy=get_strategy(_STRATEGY.value), mixture=mixture,
+                     overwrite=_OVERWRITE.value)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,15 @@ def test_train_on_phantoms_beats_chance(phantom_data, tmp_path):
     assert train_ids and test_ids and not train_ids & test_ids  # a held-out patient split
     config = ClassifierConfig(input_size=75, epochs=4, head_epochs=0, batch_size=12, weights="none",
                               patience=0, seed=0)
-    start = time.perf_counter()
-    run = train_classifier(config, phantom_data, tmp_path / "run", verbose=0)
-    seconds = time.perf_counter() - start
     out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("an earlier run")  # --overwrite replaces it when the new run completes
+    start = time.perf_counter()
+    run = train_classifier(config, phantom_data, out, verbose=0, overwrite=True)
+    seconds = time.perf_counter() - start
+    assert run.model_path == out / "classifier.keras" and not (out / "old.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folder left
+    assert f"--out={out}" in json.loads((out / "config.json").read_text())["command"]  # the final name
     for name in ("classifier.keras", "metrics.json", "confusion_matrix.png", "config.json"):
         assert (out / name).is_file(), name
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
@@ -73,8 +78,25 @@ def test_train_on_phantoms_beats_chance(phantom_data, tmp_path):
     assert metrics["accuracy"] >= 0.6, (metrics, run.history, seconds)
     model = load_classifier(out / "classifier.keras")
     assert model.class_names == ("meningioma", "glioma", "pituitary")
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="not empty.*--overwrite"):
         train_classifier(config, phantom_data, out)
+
+
+def test_overwrite_keeps_the_old_folder_when_the_new_run_fails(phantom_data, tmp_path, monkeypatch):
+    import classifier.training as training
+
+    out = tmp_path / "judge"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous run")
+    config = ClassifierConfig(input_size=75, epochs=1, head_epochs=0, batch_size=12, weights="none", patience=0)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit_classifier", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(config, phantom_data, out, verbose=0, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["judge"] and [p.name for p in out.iterdir()] == ["old.txt"]
 
 
 def test_launcher_reports_user_errors(tmp_path):
