@@ -284,3 +284,21 @@ def test_launcher_resume_reuses_the_recorded_flags(phantom_data, tiny_judge, tmp
     metric_tags, values = _hparams_of(hparams)
     assert "Metrics/fid_judge" in metric_tags and values["resume"] == str(first) and values["seed"] == 3
     assert [s for s, _ in scalars["Metrics/fid_judge"]] == [40]
+
+
+def test_tensorboard_steps_are_kimg_as_the_official_stats_unless_ticks_are_shorter(tmp_path):
+    from tfstylegan.training.summaries import RunReporter, tensorboard_step_unit
+
+    assert tensorboard_step_unit(4.0) == "kimg" and tensorboard_step_unit(1.0) == "kimg"
+    assert tensorboard_step_unit(0.25) == "images"
+    for unit, expected in (("kimg", [4, 8]), ("images", [4000, 8000])):
+        reporter = RunReporter(tmp_path / unit, step_unit=unit)
+        for images in (4000, 8000):
+            reporter.scalars({"Progress/kimg": images / 1000}, step=images)
+            reporter.metrics({"results": {"fid_judge": 1.0}}, step=images)
+        reporter.close()
+        scalars, _ = _events(tmp_path / unit / "tensorboard")
+        assert [s for s, _ in scalars["Progress/kimg"]] == expected
+        assert [s for s, _ in scalars["Metrics/fid_judge"]] == expected
+    with pytest.raises(ValueError, match="step_unit"):
+        RunReporter(tmp_path / "x", step_unit="seconds")

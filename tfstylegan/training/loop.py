@@ -32,7 +32,7 @@ from tfstylegan.training import checkpoint as ckpt_lib
 from tfstylegan.training import guards
 from tfstylegan.training.distribute import get_strategy
 from tfstylegan.training.snapshot_metrics import BestSnapshot, SnapshotMetrics, metrics_row
-from tfstylegan.training.summaries import RunReporter, grid_uint8, tick_line
+from tfstylegan.training.summaries import RunReporter, grid_uint8, tensorboard_step_unit, tick_line
 from tfstylegan.training.trainer import Trainer, build_trainer
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import remove_stale_temporaries, write_json
@@ -178,7 +178,8 @@ def train(run_dir: str | os.PathLike, preset: Preset | str, data_dir: str | os.P
         scratch = Path(tempfile.mkdtemp(prefix="tfstylegan-worker-"))
         ckpt_dir = scratch
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=keep_checkpoints or None)
-    reporter = RunReporter(run_dir, tensorboard=tensorboard, enabled=is_chief)
+    reporter = RunReporter(run_dir, tensorboard=tensorboard, enabled=is_chief,
+                           step_unit=tensorboard_step_unit(trainer.cfg.kimg_per_tick))
     try:
         with guards.StopSignals() as stop:
             last = _loop(trainer, manager, reporter, run_info, data_dir, class_name, with_mask,
@@ -206,6 +207,7 @@ def _hparams(preset: Preset, run_info: dict) -> dict:
             "batch_size": t.batch_size, "gamma": t.r1_gamma, "g_lr": t.g_lr, "d_lr": t.d_lr, "aug": t.aug,
             "ada_target": t.ada_target, "mirror": t.mirror, "freeze_d": t.freeze_d, "ema_kimg": t.ema_kimg,
             "mixed_precision": t.mixed_precision, "xla": t.xla, "seed": t.seed, "batch_gpu": t.batch_gpu,
+            "tensorboard_step": tensorboard_step_unit(t.kimg_per_tick),
             "resume": run_info["options"].get("resume") or ""}
 
 

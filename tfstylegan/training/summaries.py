@@ -50,6 +50,14 @@ def tick_line(tick: int, kimg: float, total_kimg: float, sec_per_kimg: float, im
             f"img/s {img_per_sec:.1f} ETA {format_duration(eta)} G {g_loss:.2f} D {d_loss:.2f} p {p:.3f}")
 
 
+STEP_UNITS = ("kimg", "images")
+
+
+def tensorboard_step_unit(kimg_per_tick: float) -> str:
+    """'kimg' (the official steps) when every tick advances at least 1 kimg, else 'images' (distinct steps)."""
+    return "kimg" if kimg_per_tick >= 1 else "images"
+
+
 class RunReporter:
     """Writes TensorBoard events, stats.jsonl and sample PNGs of one run (only on the chief).
 
@@ -57,11 +65,18 @@ class RunReporter:
       run_dir: the run folder.
       tensorboard: write TensorBoard event files.
       enabled: False on non-chief workers: every method is then a no-op.
+      step_unit: the TensorBoard step: 'kimg' (int(images shown / 1000), as the official stats_tfevents)
+        or 'images' (the images shown: for ticks shorter than 1 kimg, whose int(kimg) would collide).
+        The methods take `step` as images shown and convert it.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True):
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True, enabled: bool = True,
+                 step_unit: str = "kimg"):
+        if step_unit not in STEP_UNITS:
+            raise ValueError(f"step_unit must be one of {STEP_UNITS}. Received: {step_unit!r}")
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.step_unit = step_unit
         self.writer = None
         if enabled and tensorboard:
             self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
@@ -83,10 +98,16 @@ class RunReporter:
             hp.hparams(clean, trial_id=self.run_dir.name)
         self.writer.flush()
 
+    def tb_step(self, images: int) -> int:
+        """The TensorBoard step of the moment `images` real images have been shown."""
+        return int(images) // 1000 if self.step_unit == "kimg" else int(images)
+
     def scalars(self, stats: dict, step: int) -> None:
-        """Writes finite scalars to TensorBoard at `step` (kimg * 1000) and appends them to stats.jsonl."""
+        """Writes finite scalars to TensorBoard at `step` (images shown, converted by `tb_step`) and appends
+        them to stats.jsonl."""
         if not self.enabled:
             return
+        step = self.tb_step(step)
         if self.writer is not None:
             with self.writer.as_default():
                 for name, value in stats.items():
@@ -99,9 +120,10 @@ class RunReporter:
             f.flush()
 
     def metrics(self, row: dict, step: int) -> None:
-        """One snapshot's metrics: TensorBoard `Metrics/<key>` at `step` and a line of metrics.jsonl."""
+        """One snapshot's metrics: TensorBoard `Metrics/<key>` at `step` (images shown) and a line of metrics.jsonl."""
         if not self.enabled:
             return
+        step = self.tb_step(step)
         if self.writer is not None:
             with self.writer.as_default():
                 for key, value in row["results"].items():
@@ -114,9 +136,10 @@ class RunReporter:
             f.flush()
 
     def images(self, name: str, grids: dict[str, np.ndarray], step: int) -> None:
-        """Writes uint8 grids [H, W, 1] as TensorBoard images `<name>` or `<name>/<key>`."""
+        """Writes uint8 grids [H, W, 1] as TensorBoard images `<name>` or `<name>/<key>` at `step` (images shown)."""
         if self.writer is None:
             return
+        step = self.tb_step(step)
         with self.writer.as_default():
             for key, grid in grids.items():
                 tag = name if not key else f"{name}/{key}"
