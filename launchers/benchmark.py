@@ -24,8 +24,11 @@ from pathlib import Path
 
 from absl import flags
 
-from tfstylegan.config import PRESET_NAMES
+from tfstylegan.apps import benchmark_report
+from tfstylegan.config import PRESET_NAMES, get_preset
 from tfstylegan.utils.cli import run
+from tfstylegan.utils.errors import UserError
+from tfstylegan.utils.io import write_json
 
 _PRESET = flags.DEFINE_enum("preset", "bench32", list(PRESET_NAMES), "Preset to benchmark.")
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch size (0: the preset's).")
@@ -64,10 +67,6 @@ def _child_flags(xla: bool, fused: bool, json_path: str) -> list[str]:
 
 
 def _compare(options) -> dict:
-    from tfstylegan.apps.benchmark_report import format_comparison
-    from tfstylegan.config import get_preset
-    from tfstylegan.utils.errors import UserError
-
     preset = get_preset(_PRESET.value)
     want = (preset.train.xla if _XLA.value is None else _XLA.value,
             preset.generator.fused_modconv if _FUSED.value is None else _FUSED.value)
@@ -90,14 +89,14 @@ def _compare(options) -> dict:
     main["fastest"] = {"xla": fastest["xla"], "fused_modconv": fastest["fused_modconv"],
                        "s_per_kimg": fastest["s_per_kimg"],
                        "generator_img_per_s_best": max(r["generator_img_per_s"] for r in reports)}
-    print("\n" + format_comparison(reports))
+    print("\n" + benchmark_report.format_comparison(reports))
     print(f"fastest full iteration: xla {fastest['xla']}, fused_modconv {fastest['fused_modconv']}")
     return main
 
 
 def main(argv):
-    from tfstylegan.apps import benchmark, benchmark_report
-    from tfstylegan.utils.io import write_json
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
+    from tfstylegan.apps import benchmark
 
     spec = benchmark_report.load_targets(_TARGETS.value or benchmark_report.DEFAULT_TARGETS)
 

@@ -16,6 +16,7 @@ See tfstylegan.apps.evaluation`.
 
 from absl import flags
 
+from tfstylegan.apps.generation.seeds import check_truncation_psi
 from tfstylegan.utils.cli import run
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run/checkpoint folder (conditional or per-class), or "
@@ -62,8 +63,8 @@ flags.DEFINE_alias("batch_size", "batch")
 
 
 def main(argv):
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.apps.evaluation.run import EvaluationConfig, evaluate
-    from tfstylegan.apps.generation import check_truncation_psi
 
     check_truncation_psi(_PSI.value)
     config = EvaluationConfig(

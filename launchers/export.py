@@ -14,6 +14,8 @@ target folder planned (two models aimed at one folder, or an existing version wi
 `--overwrite`, refused) before the first one is written; each is written atomically.
 """
 
+import math
+
 from absl import flags
 
 from tfstylegan.utils.cli import run
@@ -34,8 +36,7 @@ _MAX_BATCH = flags.DEFINE_integer("max_batch", 64, "Most samples one generator r
 
 
 def main(argv):
-    import math
-
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.export.saved_model import default_generator_name, export_classifier, export_generator, version_dir
     from tfstylegan.training.checkpoint import load_generator
 
@@ -54,7 +55,7 @@ def main(argv):
         name = _NAME.value or default_generator_name(info)
         planned.append((ckpt, version_dir(_OUT.value, name, _VERSION.value), "generator", G, info))
     if _CLASSIFIER.value:
-        from classifier.model import load_classifier
+        from classifier.model import load_classifier  # here: TensorFlow, only when a classifier is exported
 
         name = _NAME.value or "classifier"
         planned.append((_CLASSIFIER.value, version_dir(_OUT.value, name, _VERSION.value), "classifier",

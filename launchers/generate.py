@@ -24,6 +24,7 @@ RGB networks). See `tfstylegan.apps.generation`.
 
 from absl import flags
 
+from tfstylegan.apps.generation.seeds import check_truncation_psi, parse_seed_ranges, parse_seeds
 from tfstylegan.utils.cli import run
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run or checkpoint folder, or an official StyleGAN2 TF1 .pkl "
@@ -59,13 +60,8 @@ flags.DEFINE_alias("batch_size", "batch")
 
 
 def main(argv):
-    from tfstylegan.apps.generation import (
-        check_truncation_psi,
-        generate,
-        parse_seed_ranges,
-        parse_seeds,
-        render_projected_w,
-    )
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
+    from tfstylegan.apps.generation.run import generate, render_projected_w
 
     if _PROJECTED_W.value:
         ignored = [f"--{n}" for n in ("seeds", "class_name", "truncation_psi", "figures") if flags.FLAGS[n].present]

@@ -36,6 +36,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out.")
 
 
 def main(argv):
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.export.legacy import import_official_pickle
 
     out = import_official_pickle(_PKL.value, _OUT.value, preset=_PRESET.value, resolution=_RESOLUTION.value or None,

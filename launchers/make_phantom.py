@@ -9,6 +9,7 @@ See `tfstylegan.data.phantom`.
 
 from absl import flags
 
+from tfstylegan.data.phantom import write_phantom_dataset
 from tfstylegan.utils.cli import run
 
 _OUT = flags.DEFINE_string("out", None, "Output folder of .mat files (written atomically).", required=True)
@@ -20,8 +21,6 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out.")
 
 
 def main(argv):
-    from tfstylegan.data.phantom import write_phantom_dataset
-
     summary = write_phantom_dataset(_OUT.value, num_patients_per_class=_PATIENTS.value,
                                     slices_per_patient=_SLICES.value, seed=_SEED.value, size=_SIZE.value,
                                     overwrite=_OVERWRITE.value)

@@ -12,6 +12,7 @@ identical files.
 
 from absl import flags
 
+from tfstylegan.apps.plots import plot_run
 from tfstylegan.utils.cli import run
 
 _RUN = flags.DEFINE_string("run", None, "Run folder written by train_stylegan (or its stats.jsonl).",
@@ -22,8 +23,6 @@ _FORMATS = flags.DEFINE_list("formats", ["png", "pdf", "svg"], "Figure formats, 
 
 
 def main(argv):
-    from tfstylegan.apps.plots import plot_run
-
     for path in plot_run(_RUN.value, _OUT.value, _FORMATS.value):
         print(f"wrote {path}")
 

@@ -14,6 +14,7 @@ Writes `<out>/{train,val,test}/<class>-*.tfrecord`, `manifest.json` and `preview
 
 from absl import flags
 
+from tfstylegan.data.prepare import prepare
 from tfstylegan.utils.cli import run
 
 _SOURCE = flags.DEFINE_string("source", None, "Figshare folder / zip files / .mat files (comma-separated "
@@ -46,8 +47,6 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out.")
 
 
 def main(argv):
-    from tfstylegan.data.prepare import prepare
-
     manifest = prepare(
         source=_SOURCE.value, out=_OUT.value, format=_FORMAT.value, resolution=_RESOLUTION.value,
         crop_fraction=_CROP.value, bit_depth=int(_BIT_DEPTH.value), split=_SPLIT.value,

@@ -45,6 +45,7 @@ flags.DEFINE_alias("num_steps", "steps")
 
 
 def main(argv):
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.apps.projection import ProjectionConfig, run_projection
 
     config = ProjectionConfig(num_steps=_STEPS.value, w_plus=_W_PLUS.value, feature_weight=_FEATURE_WEIGHT.value,

@@ -61,13 +61,16 @@ flags.DEFINE_alias("batch_size", "batch")
 
 def main(argv):
     del argv
-    from tfstylegan.apps.synthetic_dataset import SyntheticDatasetConfig, write_synthetic_dataset
+    # here: the flags are checked before TensorFlow starts (the settings module imports none)
+    from tfstylegan.apps.synthetic_dataset.settings import SyntheticDatasetConfig
 
     config = SyntheticDatasetConfig(
         num_per_class=_NUM_PER_CLASS.value, num=_NUM.value, match_ratios=_MATCH_RATIOS.value,
         truncation_psi=_PSI.value, noise_mode=_NOISE.value, with_mask=_WITH_MASK.value,
         privacy_percentile=_PRIVACY_PCT.value, min_class_prob=_MIN_CLASS_PROB.value, seed=_SEED.value,
         batch_size=_BATCH.value, shard_size=_SHARD_SIZE.value, max_draws_per_slice=_MAX_DRAWS.value, png=_PNG.value)
+    from tfstylegan.apps.synthetic_dataset.run import write_synthetic_dataset  # here: TensorFlow, once the flags pass
+
     write_synthetic_dataset(_CHECKPOINT.value, _DATA.value, _OUT.value, config, classifier=_CLASSIFIER.value,
                             overwrite=_OVERWRITE.value, resume=_RESUME.value, show_progress=not _QUIET.value)
 

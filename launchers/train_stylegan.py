@@ -28,11 +28,18 @@ after it. Resuming from a damaged checkpoint falls back to the newest intact one
 
 from __future__ import annotations
 
+import math
+import sys
+from pathlib import Path
+
 from absl import flags
 
 from tfstylegan.config import PRESET_NAMES
+from tfstylegan.data.classes import class_layout
 from tfstylegan.training.distribute import STRATEGY_NAMES
+from tfstylegan.training.run_dirs import next_run_dir, run_description
 from tfstylegan.utils import cli
+from tfstylegan.utils.errors import UserError
 
 _DATA = flags.DEFINE_string("data", None, "Prepared dataset folder (launchers/prepare_data.py).")
 _OUT = flags.DEFINE_string("out", "runs", "Parent folder of the numbered run folders.")
@@ -93,6 +100,7 @@ RECORDED_FLAGS = (
 
 def reuse_recorded_flags(resume: str) -> dict:
     """Sets every flag the resumed run recorded and this command line does not give; returns those set."""
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.training.checkpoint import load_run_info
 
     info = load_run_info(resume)
@@ -111,8 +119,8 @@ def reuse_recorded_flags(resume: str) -> dict:
 
 def build_snapshot_metrics():
     """`SnapshotMetrics` from --metrics and its feature spaces (the judge, InceptionV3), or None."""
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.training.snapshot_metrics import MetricsConfig, SnapshotMetrics, parse_metrics
-    from tfstylegan.utils.errors import UserError
 
     metrics = parse_metrics(_METRICS.value)
     if not metrics:
@@ -124,12 +132,13 @@ def build_snapshot_metrics():
                            best_metric=_BEST.value)
     spaces = {}
     if _METRICS_CLASSIFIER.value:
+        # here: TensorFlow, after the flags are parsed, and only with --metrics_classifier
         from classifier.model import load_classifier
         from tfstylegan.apps.evaluation.features import Judge
 
         spaces["judge"] = Judge(load_classifier(_METRICS_CLASSIFIER.value)).features_and_probs
     if _INCEPTION.value:
-        from tfstylegan.apps.evaluation.features import InceptionFeatures
+        from tfstylegan.apps.evaluation.features import InceptionFeatures  # here: only with --inception_weights
 
         spaces["inception"] = InceptionFeatures(_INCEPTION.value)
     return SnapshotMetrics(config, spaces)
@@ -140,8 +149,8 @@ def resumed_preset(resume: str) -> str | None:
 
     A training checkpoint keeps its preset: another --preset is refused (not silently ignored).
     """
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.training import checkpoint as ckpt_lib
-    from tfstylegan.utils.errors import UserError
 
     if not ckpt_lib.holds_training_state(resume):
         return None
@@ -155,14 +164,9 @@ def resumed_preset(resume: str) -> str | None:
 
 def main(argv):
     del argv
-    import math
-    import sys
-    from pathlib import Path
-
+    # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
     from tfstylegan.training.guards import TrainingInterrupted
     from tfstylegan.training.loop import train
-    from tfstylegan.training.run_dirs import next_run_dir, run_description
-    from tfstylegan.utils.errors import UserError
 
     for name in ("kimg", "gamma", "p", "target", "ada_kimg", "kimg_per_tick", "snapshot_minutes"):
         value = flags.FLAGS[name].value
@@ -188,8 +192,7 @@ def main(argv):
                  "seed": _SEED.value}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # Validate the data and class choice before making a run folder.
-    from tfstylegan.data.classes import class_layout
-    from tfstylegan.data.pipeline import read_manifest
+    from tfstylegan.data.pipeline import read_manifest  # here: TensorFlow, as above
 
     class_layout(read_manifest(_DATA.value), _DATA.value, _CLASS.value, _COND.value)
     snapshot_metrics = build_snapshot_metrics()

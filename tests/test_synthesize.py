@@ -17,6 +17,7 @@ from PIL import Image
 
 from tfstylegan.apps import generation
 from tfstylegan.apps import synthetic_dataset as sd
+from tfstylegan.apps.synthetic_dataset import filters as sd_filters  # where candidates() looks it up
 from tfstylegan.config import get_preset
 from tfstylegan.utils.errors import UserError
 
@@ -178,7 +179,7 @@ def test_privacy_filter_drops_planted_copies_and_keeps_independent_samples(asset
                 images[i, ..., :1] = copy
         return images
 
-    monkeypatch.setattr(sd, "generate_candidates", planted)
+    monkeypatch.setattr(sd_filters, "generate_candidates", planted)
     out = tmp_path / "synth"
     config = sd.SyntheticDatasetConfig(num_per_class=8, shard_size=8, batch_size=8)
     sd.write_synthetic_dataset(str(assets["cond"]), assets["data"], out, config, classifier=assets["judge"],
@@ -259,7 +260,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(assets, tmp_path, monkeypat
         return real(*args)
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(sd, "generate_candidates", dies_on_the_fifth_batch)
+    monkeypatch.setattr(sd_filters, "generate_candidates", dies_on_the_fifth_batch)
     with pytest.raises(KeyboardInterrupt):
         sd.write_synthetic_dataset(str(assets["cond"]), assets["data"], out, config, show_progress=False)
     partial = tmp_path / ".resumed.partial"
@@ -274,7 +275,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(assets, tmp_path, monkeypat
     with pytest.raises(UserError, match="other settings"):
         sd.write_synthetic_dataset(str(assets["cond"]), assets["data"], out, other, resume=True, show_progress=False)
 
-    monkeypatch.setattr(sd, "generate_candidates", real)
+    monkeypatch.setattr(sd_filters, "generate_candidates", real)
     sd.write_synthetic_dataset(str(assets["cond"]), assets["data"], out, config, resume=True, show_progress=False)
     assert not partial.exists()
     files = sorted(p.relative_to(whole).as_posix() for p in whole.rglob("*") if p.is_file())

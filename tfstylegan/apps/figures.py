@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfstylegan.apps.generation import ClassGenerator, image_channel, seeds_to_ws, synthesize
+from tfstylegan.apps.generation.images import image_channel, seeds_to_ws, synthesize
+from tfstylegan.apps.generation.loading import ClassGenerator
+from tfstylegan.data.pipeline import load_arrays, read_manifest
+from tfstylegan.metrics.memorization import nearest_neighbours
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import image_grid, to_uint8
 
@@ -63,8 +66,6 @@ def real_vs_generated_figure(generated: np.ndarray, real: np.ndarray, num: int =
     Returns:
       (uint8 figure [2*H', num*W', 1], nearest real indices int64 [num]).
     """
-    from tfstylegan.metrics.memorization import nearest_neighbours
-
     generated, real = np.asarray(generated), np.asarray(real)
     if len(real) == 0:
         raise UserError("Fig. 2 needs real images of the class; the dataset has none in the chosen split.")
@@ -146,8 +147,6 @@ def interpolation_figure(gen: ClassGenerator, seeds: Sequence[int], steps: int =
 def real_images_of_class(data_dir: str | os.PathLike, class_name: str, with_mask: bool = False,
                          split: str = "train") -> np.ndarray:
     """Real images float32 [N, H, W, 1 or 2] of one class from a prepared dataset's split."""
-    from tfstylegan.data.pipeline import load_arrays, read_manifest
-
     manifest = read_manifest(data_dir)
     if class_name not in manifest["class_names"]:
         raise UserError(f"{data_dir} has no class {class_name!r} (it has {', '.join(manifest['class_names'])}).")

@@ -24,10 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 
-from tfstylegan.apps import generation
+from classifier.model import load_classifier
+from tfstylegan.apps.generation.loading import ClassGenerator, bind_class, load_network, resolve_class_name
+from tfstylegan.data.classes import ALL_CLASS_NAMES
+from tfstylegan.data.pipeline import load_arrays
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.images import image_grid, save_png, to_uint8
+from tfstylegan.utils.io import atomic_dir, write_json
+from tfstylegan.utils.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +92,8 @@ def learning_rate(step: int, config: ProjectionConfig) -> float:
     return config.initial_learning_rate * ramp
 
 
-def noise_regularization(noise_maps) -> tf.Tensor:  # noqa: F821
+def noise_regularization(noise_maps) -> tf.Tensor:
     """Sum over maps [H, W] and their 2x-downsampled pyramids (down to 8x8) of squared shifted autocorrelations."""
-    import tensorflow as tf
-
     reg = tf.constant(0.0)
     for v in noise_maps:
         noise = tf.convert_to_tensor(v)[None, :, :, None]  # [1, H, W, 1]
@@ -164,7 +169,7 @@ def projection_noise(G, noise: list[np.ndarray] | None):
             v.assign(n)
 
 
-def project(gen: generation.ClassGenerator, target: np.ndarray, config: ProjectionConfig = ProjectionConfig(),
+def project(gen: ClassGenerator, target: np.ndarray, config: ProjectionConfig = ProjectionConfig(),
             judge=None, show_progress: bool = True) -> Projection:
     """Optimises w (or W+) so that `gen` reproduces `target`.
 
@@ -176,10 +181,6 @@ def project(gen: generation.ClassGenerator, target: np.ndarray, config: Projecti
     Returns:
       A `Projection`.
     """
-    import tensorflow as tf
-
-    from tfstylegan.utils.progress import Progress
-
     G = gen.G
     target = np.asarray(target, np.float32)
     if target.ndim == 2:
@@ -281,8 +282,6 @@ def project(gen: generation.ClassGenerator, target: np.ndarray, config: Projecti
 
 def read_target(path: str | os.PathLike, resolution: int) -> np.ndarray:
     """A PNG (8- or 16-bit, gray or RGB) -> float32 [R, R, 1] in [-1, 1], resized (Lanczos) if needed."""
-    from PIL import Image
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--target {path} does not exist. Pass a PNG image (or --data with --index).")
@@ -306,9 +305,6 @@ def read_target(path: str | os.PathLike, resolution: int) -> np.ndarray:
 def data_target(data_dir: str | os.PathLike, index: int, split: str = "test",
                 class_name: str | None = None) -> tuple[np.ndarray, str]:
     """Image `index` of a prepared split (of one class, or all) -> (float32 [H, W, 1], its class name)."""
-    from tfstylegan.data.classes import ALL_CLASS_NAMES
-    from tfstylegan.data.pipeline import load_arrays
-
     images, labels, _ = load_arrays(data_dir, split=split, class_name=class_name)
     if not 0 <= int(index) < len(images):
         raise UserError(f"--index {index} is out of range: the {split} split of {data_dir}"
@@ -330,31 +326,26 @@ def run_projection(checkpoint: str, out_dir: str | os.PathLike, target_path: str
 
     The output folder is written atomically. Returns {initial_mse, final_mse, out}.
     """
-    from tfstylegan.utils.io import atomic_dir, write_json
-
     if (target_path is None) == (data_dir is None):
         raise UserError("Pass exactly one of --target PNG or --data (with --index).")
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise UserError(f"Output folder {out_dir} already exists. Choose another --out or pass --overwrite.")
-    G, info = generation.load_network(checkpoint)
+    G, info = load_network(checkpoint)
     if data_dir is not None:
-        class_name = generation.resolve_class_name(class_name, [str(c) for c in info.get("class_names") or []],
-                                                   checkpoint)
+        class_name = resolve_class_name(class_name, [str(c) for c in info.get("class_names") or []], checkpoint)
         target, target_class = data_target(data_dir, index, split,
                                            class_name or (None if info.get("conditional") else info.get("class_name")))
         class_name = class_name or target_class
-        gen = generation.bind_class(G, info, checkpoint, class_name if info.get("conditional") else None)
+        gen = bind_class(G, info, checkpoint, class_name if info.get("conditional") else None)
         if target.shape[0] != gen.resolution:
             raise UserError(f"{data_dir} is {target.shape[0]}x{target.shape[0]} but the model makes "
                             f"{gen.resolution}x{gen.resolution} images; pass the dataset it was trained on.")
     else:
-        gen = generation.bind_class(G, info, checkpoint, class_name)
+        gen = bind_class(G, info, checkpoint, class_name)
         target = read_target(target_path, gen.resolution)
     judge = None
     if classifier_path:
-        from classifier.model import load_classifier
-
         judge = load_classifier(classifier_path)
     result = project(gen, target, config, judge=judge, show_progress=show_progress)
     initial_mse = float(np.mean((result.snapshots[0][..., :1] - target) ** 2))  # at w_avg, step 0

@@ -1,5 +1,8 @@
 """Pad, upsample, FIR-filter and downsample batches of NHWC images (upfirdn2d).
 
+(Over 400 lines on purpose: one op in four implementations, the fast ones checked against 'ref', sharing
+the filter, padding and cropping helpers.)
+
 Semantics are those of stylegan2-ada-pytorch `torch_utils/ops/upfirdn2d.py`, with
 images laid out `[N, H, W, C]` instead of `[N, C, H, W]`:
 

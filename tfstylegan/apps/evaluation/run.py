@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from tfstylegan.apps import generation
+from classifier.model import load_classifier
+from classifier.training import ClassifierConfig
 from tfstylegan.apps.evaluation.features import InceptionFeatures, Judge
 from tfstylegan.apps.evaluation.report import results_table, summaries_writer, tb_image, tb_scalars
+from tfstylegan.apps.evaluation.utility import train_on_synthetic
 from tfstylegan.apps.figures import figure_grid
+from tfstylegan.apps.generation.images import generate_images, image_channel
+from tfstylegan.apps.generation.loading import ClassGenerator, load_class_generators
+from tfstylegan.apps.synthetic_dataset.shards import write_images_dataset
 from tfstylegan.data.classes import SPLITS
+from tfstylegan.data.pipeline import load_arrays, read_manifest
 from tfstylegan.metrics import (
     closest_pairs_figure,
     fid_from_features,
@@ -166,8 +173,6 @@ def _split_count(manifest: dict, split: str, class_name: str) -> int:
 
 
 def _load(data_dir, split: str, class_name: str | None, max_images: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    from tfstylegan.data.pipeline import load_arrays
-
     images, labels, _ = load_arrays(data_dir, split=split, class_name=class_name, max_images=max_images)
     return images, labels
 
@@ -189,7 +194,7 @@ def real_sample(data_dir, manifest: dict, class_name: str, num_images: int, spli
     return images, f"{'+'.join(available)} ({split} has {_split_count(manifest, split, class_name)})"
 
 
-def _ppl(gen: generation.ClassGenerator, judge: Judge, config: EvaluationConfig, show_progress: bool) -> float:
+def _ppl(gen: ClassGenerator, judge: Judge, config: EvaluationConfig, show_progress: bool) -> float:
     G = gen.G
     c = gen.labels(1)
 
@@ -201,13 +206,13 @@ def _ppl(gen: generation.ClassGenerator, judge: Judge, config: EvaluationConfig,
 
     def synthesis_fn(ws):
         if config.noise_mode != "random":
-            return generation.image_channel(np.asarray(G.synthesis(ws, noise_mode=config.noise_mode)))
+            return image_channel(np.asarray(G.synthesis(ws, noise_mode=config.noise_mode)))
         # As the reference's PPL: fresh noise buffers for each batch, shared by its images and by both
         # ends of every pair (seeded: the same evaluation gives the same number).
         rng = np.random.default_rng([config.seed, next(batches)])
         noise = [np.broadcast_to(rng.standard_normal([1, r, r, 1]).astype(np.float32), [len(ws), r, r, 1])
                  for r in resolutions]
-        return generation.image_channel(np.asarray(G.synthesis(ws, noise=noise)))
+        return image_channel(np.asarray(G.synthesis(ws, noise=noise)))
 
     def distance_fn(a, b):
         return np.sum((judge.normalized_features(a) - judge.normalized_features(b)) ** 2, axis=1)
@@ -240,9 +245,6 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
       config: `EvaluationConfig`.
       inception_weights: optional local notop ImageNet InceptionV3 weights for standard-ish FID features.
     """
-    from classifier.model import load_classifier
-    from tfstylegan.data.pipeline import read_manifest
-
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -250,7 +252,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
                         "--overwrite.")
     manifest = read_manifest(data_dir)
     judge = Judge(load_classifier(classifier_path), batch_size=config.batch_size)
-    gens = generation.load_class_generators(checkpoint)
+    gens = load_class_generators(checkpoint)
     for name, gen in gens.items():
         if name not in judge.class_names:
             raise UserError(f"The classifier {classifier_path} knows {', '.join(judge.class_names)}, not the "
@@ -279,10 +281,10 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
         if real_from != config.split:
             print(f"note: {name}: the {config.split} split has fewer than {config.num_images} images; "
                   f"the real sample comes from {real_from}.", flush=True)
-        fake_all = generation.generate_images(gen, seeds, config.truncation_psi, config.noise_mode,
-                                              batch_size=config.batch_size, show_progress=show_progress,
-                                              desc=f"generate {name}")
-        fake = generation.image_channel(fake_all)
+        fake_all = generate_images(gen, seeds, config.truncation_psi, config.noise_mode,
+                                   batch_size=config.batch_size, show_progress=show_progress,
+                                   desc=f"generate {name}")
+        fake = image_channel(fake_all)
         generated_by_class[name] = fake
         real_f, real_p = judge.features_and_probs(real, f"judge real {name}", show_progress)
         fake_f, fake_p = judge.features_and_probs(fake, f"judge generated {name}", show_progress)
@@ -445,12 +447,6 @@ def _utility(data_dir, manifest: dict, judge: Judge, generated: dict[str, np.nda
     float round-off); each classifier is what `report['settings'][s]['command']` (launchers/train_classifier.py)
     trains on it.
     """
-    import tempfile
-
-    from classifier.training import ClassifierConfig
-    from tfstylegan.apps.evaluation.utility import train_on_synthetic
-    from tfstylegan.apps.synthetic_dataset import write_images_dataset
-
     totals = {s: sum(manifest["split_counts"].get(s, {}).values()) for s in SPLITS}
     if not totals["train"] or not totals["test"]:
         raise UserError(f"The utility experiment needs real train and test splits; {data_dir} has "

@@ -19,7 +19,7 @@ The report gives each one's accuracy, balanced accuracy, macro F1 and confusion 
 differences to the baseline. A generator whose images carry the class information gives `synthetic` an
 accuracy well above chance and `real+synthetic` about the baseline or better.
 
-The training helpers live in the sibling `classifier` package, imported when the experiment runs.
+The training helpers live in the sibling `classifier` package.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from classifier.training import TrainingMixture, command_line
 from tfstylegan.utils.errors import UserError
 
 SETTINGS = ("real", "real+synthetic", "synthetic")
@@ -47,8 +48,6 @@ def accuracy_differences(results: dict[str, dict[str, Any]], baseline: str = "re
 
 def mixture_of(setting: str, synthetic_dir: str | os.PathLike):
     """The `classifier.training.TrainingMixture` of a utility setting."""
-    from classifier.training import TrainingMixture
-
     if setting not in SETTINGS:
         raise UserError(f"Utility settings must be among {', '.join(SETTINGS)}. Received: {setting!r}")
     if setting == "real":
@@ -74,8 +73,6 @@ def train_on_synthetic(data_dir: str | os.PathLike, synthetic_dir: str | os.Path
        command, ...}}, 'differences': {'real+synthetic - real': ..., 'synthetic - real': ...} (when 'real'
        ran), 'num_test', 'test_split', 'class_names', 'classifier': config dict}.
     """
-    from classifier.training import command_line
-
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown or not settings:
         raise UserError(f"Utility settings must be among {', '.join(SETTINGS)}. Received: {list(settings)}")
