@@ -54,6 +54,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                  "slice_id"),
     "filters": ("quantize", "to_float", "read_split", "PrivacyReference", "judge_pixels", "Candidate",
                 "generate_candidates", "candidates"),
-    "shards": ("write_images_dataset",),
+    "shards": ("train_only_manifest", "write_images_dataset"),
     "run": ("write_synthetic_dataset",),
 })

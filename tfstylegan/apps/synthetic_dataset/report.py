@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 
 from tfstylegan.apps.synthetic_dataset.filters import PrivacyReference
-from tfstylegan.apps.synthetic_dataset.settings import (CLOSEST_PAIRS, FORMAT_VERSION, PNG_DIR, PREVIEW_IMAGES,
+from tfstylegan.apps.synthetic_dataset.settings import (CLOSEST_PAIRS, PNG_DIR, PREVIEW_IMAGES,
                                                         PRIVACY_DIR, REASONS, SOURCE_FORMAT, STATE_DIR,
                                                         SyntheticDatasetConfig, compact_seeds, slice_id)
-from tfstylegan.apps.synthetic_dataset.shards import _num_shards, _png_paths, _read_kept
-from tfstylegan.data.classes import ALL_CLASS_NAMES, SPLITS
+from tfstylegan.apps.synthetic_dataset.shards import _num_shards, _png_paths, _read_kept, train_only_manifest
 from tfstylegan.data.tfrecords import shard_name
 from tfstylegan.utils.charts import histogram_figure, save_figure
 from tfstylegan.utils.images import image_grid, save_png, upscale_for_viewing
@@ -136,25 +135,13 @@ def _finish(partial: Path, counts: dict[str, int], states: dict[str, list[dict]]
             for name in sorted(listed):
                 f.write(f"{sha256_file(partial / name)}  {Path(name).relative_to(PNG_DIR).as_posix()}\n")
 
-    class_names = [c for c in ALL_CLASS_NAMES if counts.get(c, 0) > 0]
-    train_counts = {c: int(counts[c]) for c in class_names}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "resolution": int(resolution),
-        "bit_depth": int(bit_depth),
-        "channels": 1,
-        "class_names": class_names,
-        "has_mask": bool(with_mask),
-        "counts": train_counts,
-        "split_counts": {s: (dict(train_counts) if s == "train" else {c: 0 for c in class_names}) for s in SPLITS},
-        "num_patients": {s: 0 for s in SPLITS},
-        "patients": {s: [] for s in SPLITS},
-        "patient_ids_known": False,
-        "source": {"path": settings["checkpoint"], "format": SOURCE_FORMAT,
-                   "note": "generated slices: no patients; slice_id = patient_id = '<class>-seed<seed>', "
-                           "all in the train split (validate and test on real data)"},
-        "settings": config.to_dict(),
-        "synthetic": {
+    manifest = train_only_manifest(
+        counts, resolution, bit_depth, with_mask,
+        source={"path": settings["checkpoint"], "format": SOURCE_FORMAT,
+                "note": "generated slices: no patients; slice_id = patient_id = '<class>-seed<seed>', "
+                        "all in the train split (validate and test on real data)"},
+        settings=config.to_dict(),
+        synthetic={
             **{k: settings[k] for k in ("checkpoint", "generators", "data", "classifier", "truncation_psi",
                                         "noise_mode", "filters")},
             "seeds": {c: {"first": int(config.seed), "kept": per_class[c]["seeds_kept"], "drawn": per_class[c]["drawn"]}
@@ -165,10 +152,7 @@ def _finish(partial: Path, counts: dict[str, int], states: dict[str, list[dict]]
                                                        "quality_rejection_rate")} for c in per_class},
             "png": f"{PNG_DIR}/" if config.png else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-        "files": {},
-        "skipped": [],
-    }
+        })
     shutil.rmtree(partial / STATE_DIR)  # the states live on in the report and slices.csv
     for p in sorted(partial.rglob("*")):
         rel = p.relative_to(partial).as_posix()

@@ -189,6 +189,34 @@ def _publish(partial: Path, out_dir: Path, overwrite: bool) -> None:
         os.replace(partial, out_dir)
 
 
+def train_only_manifest(counts: dict[str, int], resolution: int, bit_depth: int, with_mask: bool, source: dict,
+                        settings: dict, synthetic: dict) -> dict[str, Any]:
+    """The manifest of synthetic slices ({class: count}, canonical order): all in the train split, no patients.
+
+    "files" is left empty for the caller to fill once the folder is complete.
+    """
+    class_names = [c for c in ALL_CLASS_NAMES if counts.get(c, 0) > 0]
+    train_counts = {c: int(counts[c]) for c in class_names}
+    return {
+        "format_version": FORMAT_VERSION,
+        "resolution": int(resolution),
+        "bit_depth": int(bit_depth),
+        "channels": 1,
+        "class_names": class_names,
+        "has_mask": bool(with_mask),
+        "counts": train_counts,
+        "split_counts": {s: (dict(train_counts) if s == "train" else {c: 0 for c in class_names}) for s in SPLITS},
+        "num_patients": {s: 0 for s in SPLITS},
+        "patients": {s: [] for s in SPLITS},
+        "patient_ids_known": False,
+        "source": source,
+        "settings": settings,
+        "synthetic": synthetic,
+        "files": {},
+        "skipped": [],
+    }
+
+
 def write_images_dataset(out_dir: str | os.PathLike, images: dict[str, np.ndarray], seeds: dict[str, Sequence[int]],
                          bit_depth: int, provenance: dict[str, Any], shard_size: int = 1024) -> dict:
     """Writes already generated images {class: float [N, H, W, 1 or 2]} (no filters) in the same layout.
@@ -214,18 +242,12 @@ def write_images_dataset(out_dir: str | os.PathLike, images: dict[str, np.ndarra
                 part = range(k * shard_size, min((k + 1) * shard_size, len(pixels)))
                 _write_shard(tmp / "train" / shard_name(c, k, n_shards),
                              [_example(c, int(seeds[c][i]), pixels[i], None) for i in part])
-        manifest = {
-            "format_version": FORMAT_VERSION, "resolution": resolution, "bit_depth": int(bit_depth), "channels": 1,
-            "class_names": class_names, "has_mask": False, "counts": counts,
-            "split_counts": {s: (dict(counts) if s == "train" else {c: 0 for c in class_names}) for s in SPLITS},
-            "num_patients": {s: 0 for s in SPLITS}, "patients": {s: [] for s in SPLITS},
-            "patient_ids_known": False,
-            "source": {"path": str(provenance.get("checkpoint")), "format": SOURCE_FORMAT},
-            "settings": {}, "synthetic": {**provenance,
-                                          "seeds": {c: {"kept": compact_seeds(seeds[c])} for c in class_names},
-                                          "filters": None, "privacy_report": None},
-            "files": {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()},
-            "skipped": [],
-        }
+        manifest = train_only_manifest(
+            counts, resolution, bit_depth, False,
+            source={"path": str(provenance.get("checkpoint")), "format": SOURCE_FORMAT}, settings={},
+            synthetic={**provenance, "seeds": {c: {"kept": compact_seeds(seeds[c])} for c in class_names},
+                       "filters": None, "privacy_report": None})
+        manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*"))
+                             if p.is_file()}
         write_json(tmp / "manifest.json", manifest)
     return manifest
