@@ -21,7 +21,7 @@ from tfstylegan.utils.errors import UserError
 
 # eps=1 makes Adam's first step proportional to the gradient (with 1e-8 it is lr * sign(g), which turns
 # rounding noise in near-zero gradients into full-size steps); R1 runs at step 0.
-_COMPARE = dict(batch_size=8, epsilon=1.0, aug="ada", aug_p=0.3)
+_COMPARE = dict(batch_size=8, epsilon=1.0, aug="ada", aug_p=0.3, augment_pipe="blit")  # blit: the cheapest graph
 
 
 def _trainer(data, strategy=None, mbstd=None, **train_changes):
@@ -124,12 +124,13 @@ def test_batch_gpu_gives_the_full_batch_update(phantom_data):
     assert (full.rounds, micro.rounds, replicas.rounds, replicas.local_batch) == (1, 4, 2, 4)
     _copy_weights(full, micro)
     _copy_weights(full, replicas)
-    tf.config.run_functions_eagerly(True)  # one device eagerly: seconds instead of minutes of graph building
+    # Eagerly: seconds instead of minutes of graph building (the graphs unroll the micro-batches; the same
+    # Python builds them, and tests/test_training.py runs the steps as graphs with and without replicas).
+    tf.config.run_functions_eagerly(True)
     try:
-        reference, one_device = _step(full, batch), _step(micro, batch)
+        reference, one_device, two_replicas = _step(full, batch), _step(micro, batch), _step(replicas, batch)
     finally:
         tf.config.run_functions_eagerly(False)
-    two_replicas = _step(replicas, batch)  # in graphs (all_gather needs one), with the micro-batches' control deps
     for trainer, result in ((micro, one_device), (replicas, two_replicas)):
         _assert_same(reference, result)
         assert float(trainer.state.pl_mean.numpy()) == pytest.approx(float(full.state.pl_mean.numpy()), rel=1e-5)

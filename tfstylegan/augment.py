@@ -503,8 +503,12 @@ class AdaController(tf.Module):
     def accumulate(self, real_logits: tf.Tensor) -> None:
         """Adds sign(real_logits) ([N, 1] or [N] logits of D on augmented reals) to the statistic."""
         signs = tf.sign(tf.cast(tf.reshape(real_logits, [-1]), tf.float32))
-        self.sign_sum.assign_add(tf.reduce_sum(signs))
-        self.sign_count.assign_add(tf.cast(tf.size(signs), tf.float32))
+        self.accumulate_signs(tf.reduce_sum(signs), tf.cast(tf.size(signs), tf.float32))
+
+    def accumulate_signs(self, sign_sum: tf.Tensor, count: tf.Tensor) -> None:
+        """Adds a sum of signs over `count` logits (e.g. summed over replicas) to the statistic."""
+        self.sign_sum.assign_add(tf.cast(sign_sum, tf.float32))
+        self.sign_count.assign_add(tf.cast(count, tf.float32))
 
     def update(self) -> tf.Tensor:
         """Ends an iteration; every `ada_interval`-th call adjusts `pipe.p`. Returns p (float32 scalar)."""

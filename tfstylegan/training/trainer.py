@@ -234,9 +234,19 @@ class Trainer(StyleGAN2Phases):
         w_avg = self.G.mapping.w_avg
         w_avg.assign(w_mean + (w_avg - w_mean) * self.preset.generator.w_avg_beta)
 
-    def _accumulate_ada(self, real_logits) -> None:
-        if self.cfg.aug == "ada":
-            self.ada.accumulate(self.strategy.gather(real_logits, axis=0))
+    def _accumulate_ada(self, per_replica_logits) -> None:
+        """Adds the signs of D's real logits of every replica to the ADA statistic (sums, not a gather: no
+        all_gather, which also runs eagerly)."""
+        if self.cfg.aug != "ada":
+            return
+
+        def signs(logits):
+            signs = tf.sign(tf.cast(tf.reshape(logits, [-1]), tf.float32))
+            return tf.reduce_sum(signs), tf.cast(tf.size(signs), tf.float32)
+
+        sums = self.strategy.run(signs, args=(per_replica_logits,))
+        total, count = (self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in sums)
+        self.ada.accumulate_signs(total, count)
 
     def _gmain_step(self, seed, inputs=None):
         def replica_fn(seed, inputs):
