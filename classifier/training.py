@@ -1,5 +1,8 @@
 """Fine-tuning the InceptionV3 judge on a prepared dataset.
 
+(Over 400 lines: one training procedure, from the sources of a mixture to the tested model; the model, its
+weights and its metrics are their own modules.)
+
 Two phases with Adam (Keras' transfer-learning guide):
 1. `head_epochs` with the backbone frozen: only the new head learns (rate `lr_head`).
 2. the remaining `epochs - head_epochs` with the whole network trainable at the low rate
@@ -40,6 +43,7 @@ from classifier.metrics import evaluate_classifier, write_metrics
 from classifier.model import MIN_INPUT_SIZE, TumorClassifier, load_classifier, save_classifier
 from classifier.weights import build_with_weights, resolve_weights
 from tfstylegan.data.classes import ALL_CLASS_NAMES
+from tfstylegan.data.pipeline import load_dataset, read_manifest
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.io import atomic_dir, write_json
 
@@ -405,8 +409,6 @@ def _label_map(class_names: Sequence[str]):
 def _training_sources(config: ClassifierConfig, data_dir: Path, manifest: dict, class_names: list[str],
                       mixture: TrainingMixture) -> list[dict]:
     """[{data, counts [K], dataset (unbatched, labels remapped), selection}] of every training source."""
-    from tfstylegan.data.pipeline import load_dataset, read_manifest
-
     remap = _label_map(class_names)
     real_counts = np.array([manifest["split_counts"].get("train", {}).get(c, 0) for c in class_names], np.int64)
     sources = []
@@ -493,8 +495,6 @@ def _train_classifier(config: ClassifierConfig, data_dir: Path, out_dir: Path, f
                       strategy: tf.distribute.Strategy | None, verbose: int,
                       mixture: TrainingMixture | None) -> ClassifierRun:
     """`train_classifier` writing into `out_dir`, which becomes `final_dir` (the name its records give)."""
-    from tfstylegan.data.pipeline import load_dataset, read_manifest
-
     mixture = mixture or TrainingMixture()
     resolve_weights(config.weights)  # fail before reading any data
     manifest = read_manifest(data_dir)

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from tfstylegan.utils.errors import UserError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGY_NAMES = ("default", "mirrored", "multi_worker")
 
@@ -27,6 +30,8 @@ def get_strategy(name: str = "default") -> tf.distribute.Strategy:
     Raises:
       UserError: for an unknown name, or for `'multi_worker'` with a missing or malformed `TF_CONFIG`.
     """
+    import tensorflow as tf  # here: launchers import STRATEGY_NAMES before they quiet and load TensorFlow
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

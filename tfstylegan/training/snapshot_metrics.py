@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from tfstylegan.data.pipeline import count_images, load_dataset
+from tfstylegan.metrics import fid_from_features, inception_score, kernel_inception_distance, precision_recall
+from tfstylegan.networks import seed_to_z
 from tfstylegan.utils.errors import UserError
 from tfstylegan.utils.progress import Progress
 
@@ -179,8 +182,6 @@ class SnapshotMetrics:
 
     def prepare(self, data_dir: str | os.PathLike, class_name: str | None, with_mask: bool = False) -> int:
         """Draws the real sample (shuffled with `seed`) and computes its features; returns its size."""
-        from tfstylegan.data.pipeline import count_images, load_dataset
-
         c = self.config
         available = count_images(data_dir, c.split, class_name)
         n = min(int(c.num_images), int(available))
@@ -202,8 +203,6 @@ class SnapshotMetrics:
     # -- one evaluation ---------------------------------------------------------------------------
     def generate(self, G, n: int, batch_size: int) -> np.ndarray:
         """G's images for seeds 0..n-1 (random noise seeded by the batch; conditional: the real sample's classes)."""
-        from tfstylegan.networks import seed_to_z
-
         z = seed_to_z(range(n), int(G.z_dim))
         c_dim = int(G.c_dim)
         out = []
@@ -219,9 +218,6 @@ class SnapshotMetrics:
 
     def __call__(self, G) -> dict[str, float]:
         """{key: value} of every configured metric for generator `G` (G_ema)."""
-        from tfstylegan.metrics import (fid_from_features, inception_score, kernel_inception_distance,
-                                        precision_recall)
-
         if self._real is None:
             raise RuntimeError("SnapshotMetrics.prepare(...) must run before the first evaluation.")
         c = self.config

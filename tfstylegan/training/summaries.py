@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
 
 from tfstylegan.utils.images import image_grid, save_png, to_uint8
 from tfstylegan.utils.progress import format_duration
@@ -89,8 +90,6 @@ class RunReporter:
         """
         if self.writer is None:
             return
-        from tensorboard.plugins.hparams import api as hp
-
         clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
         with self.writer.as_default():
             hp.hparams_config(hparams=[hp.HParam(k) for k in clean],
