@@ -35,7 +35,7 @@ from pathlib import Path
 
 from absl import flags
 
-from tfstylegan.apps.evaluation.report import results_table
+from tfstylegan.apps.evaluation.report import quality_checks, quality_table, results_table
 from tfstylegan.data.classes import CLASS_NAMES
 from tfstylegan.utils.cli import run
 from tfstylegan.utils.errors import UserError
@@ -179,9 +179,11 @@ def main(argv):
 
     total = time.perf_counter() - t0
     results = json.loads((eval_dir / "results.json").read_text())
+    checks = quality_checks(results)
     summary = {"settings": s, "data": source, "total_seconds": round(total, 1),
                "stages": [{"stage": t, "seconds": round(d, 1)} for t, d in stage.timings],
-               "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "per_class": per_class}
+               "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "per_class": per_class,
+               "quality_checks": checks}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
     print("\n" + "=" * 72)
@@ -191,6 +193,9 @@ def main(argv):
     print("\nInception Score from the judge (the study: 2.6 real vs 2.4 generated on 300 images of all classes,")
     print("which is the 'pooled' row; per class, a confident judge scores about 1 by construction)")
     print(results_table(results))
+    print(f"\nquality targets ({sum(c['ok'] for c in checks)} of {len(checks)} met"
+          f"{'; --fast trains for seconds and is not expected to meet them' if _FAST.value else ''}):")
+    print(quality_table(checks))
     print(f"\npictures:     {fig_dir}/ and {eval_dir}/figures/")
     print(f"results:      {eval_dir}/results.json, {clf_dir}/metrics.json")
     print(f"serving:      {export_dir}/")

@@ -66,6 +66,22 @@ def test_results_table():
     assert lines[2].startswith("glioma") and "2.60 ± 0.10" in lines[2] and "12.500" in lines[2]
     assert "10.00 ± 1.00" in lines[2]  # KID x1e3
     assert lines[3].startswith(report.STUDY_ROW) and "study" in lines[4]
+    assert "judge: gen. as class" in lines[0]
+
+
+def test_quality_checks_against_the_demo_targets():
+    per_class = {"meningioma": {"recall": 0.46, "precision": 0.87, "judge_accuracy_generated": 0.91},
+                 "glioma": {"recall": 0.58, "precision": 0.69, "judge_accuracy_generated": 0.95}}
+    results = {"per_class": per_class, "pooled": {"is_real": [2.77, 0.08], "is_generated": [2.64, 0.07]}}
+    checks = report.quality_checks(results)
+    assert [c["check"] for c in checks][:3] == ["pooled IS generated / real", "meningioma recall",
+                                               "meningioma precision"]
+    missed = [c["check"] for c in checks if not c["ok"]]
+    assert missed == ["meningioma recall", "glioma precision"]
+    assert checks[0]["value"] == pytest.approx(2.64 / 2.77) and checks[0]["target"] == 0.9
+    table = report.quality_table(checks)
+    assert "meningioma recall" in table and "0.460 >= 0.5  MISSED" in table and table.count("  ok") == 5
+    assert not report.quality_checks({"per_class": {"glioma": {"recall": None}}}, {"recall": 0.1})[0]["ok"]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------
