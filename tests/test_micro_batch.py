@@ -5,6 +5,10 @@ groups of the whole batch."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -109,18 +113,17 @@ def test_strided_micro_batches_keep_the_minibatch_std_groups():
     assert np.abs(contiguous - whole).max() > 1e-4  # 100x the tolerance above (4e-4 measured)
 
 
-@pytest.mark.slow
-def test_batch_gpu_gives_the_full_batch_update(phantom_data):
+def compare_micro_batches(data) -> None:
     """Batch 8 at once vs 4 micro-batches of 2 on one device, and vs 2 replicas x 2 micro-batches of 2 (path
     length on): the same losses, ADA statistic, pl_mean and weight updates. Minibatch-std group 1: replicas
     split the batch contiguously, so larger groups differ across replicas (the strided micro-batches keep them,
     as the test above shows)."""
     strategy = get_strategy("mirrored")
     assert strategy.num_replicas_in_sync == 2, "tests/conftest.py should configure two logical CPUs"
-    batch = next(RealImageStream(phantom_data, None, False, False, 0, 8))
-    full = _trainer(phantom_data, mbstd=1, **_COMPARE)
-    micro = _trainer(phantom_data, mbstd=1, batch_gpu=2, **_COMPARE)
-    replicas = _trainer(phantom_data, strategy=strategy, mbstd=1, batch_gpu=2, **_COMPARE)
+    batch = next(RealImageStream(data, None, False, False, 0, 8))
+    full = _trainer(data, mbstd=1, **_COMPARE)
+    micro = _trainer(data, mbstd=1, batch_gpu=2, **_COMPARE)
+    replicas = _trainer(data, strategy=strategy, mbstd=1, batch_gpu=2, **_COMPARE)
     assert (full.rounds, micro.rounds, replicas.rounds, replicas.local_batch) == (1, 4, 2, 4)
     _copy_weights(full, micro)
     _copy_weights(full, replicas)
@@ -135,3 +138,22 @@ def test_batch_gpu_gives_the_full_batch_update(phantom_data):
         _assert_same(reference, result)
         assert float(trainer.state.pl_mean.numpy()) == pytest.approx(float(full.state.pl_mean.numpy()), rel=1e-5)
         assert float(trainer.pipe.p.numpy()) == pytest.approx(float(full.pipe.p.numpy()))
+
+
+@pytest.mark.slow
+def test_batch_gpu_gives_the_full_batch_update(phantom_data):
+    """`compare_micro_batches` in a fresh process: MirroredStrategy's collectives run eagerly there, and eager
+    collectives leave instance keys behind that collide with later graph-mode strategies in the same process
+    (measured: tests/test_training.py's two-replica test then failed with a collective shape mismatch)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, __file__, str(phantom_data)], cwd=Path(__file__).parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "micro-batches equal the full batch" in proc.stdout
+
+
+if __name__ == "__main__":
+    import conftest  # noqa: F401  (two logical CPUs, before TensorFlow initialises its devices)
+
+    compare_micro_batches(Path(sys.argv[1]))
+    print("micro-batches equal the full batch")
