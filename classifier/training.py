@@ -484,8 +484,7 @@ def train_classifier(config: ClassifierConfig, data_dir: str | os.PathLike, out_
         if not overwrite:
             raise UserError(f"Output folder {out_dir} already exists and is not empty. Choose another --out, "
                             f"delete it first, or pass --overwrite (it is replaced when the new run completes).")
-        resolve_weights(config.weights)  # fail before making anything
-        with atomic_dir(out_dir, overwrite=True) as work_dir:
+        with atomic_dir(out_dir, overwrite=True) as work_dir:  # removed again if the run fails
             run = _train_classifier(config, data_dir, work_dir, out_dir, strategy, verbose, mixture)
         return dataclasses.replace(run, model_path=out_dir / Path(run.model_path).name)
     return _train_classifier(config, data_dir, out_dir, out_dir, strategy, verbose, mixture)
