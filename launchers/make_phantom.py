@@ -18,12 +18,14 @@ _SLICES = flags.DEFINE_integer("slices_per_patient", 4, "Slices per patient.")
 _SEED = flags.DEFINE_integer("seed", 0, "Generator seed (same seed, same files).")
 _SIZE = flags.DEFINE_integer("size", 512, "Slice size in pixels (Figshare: 512).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out.")
+_WORKERS = flags.DEFINE_integer("workers", None, "Processes writing patients in parallel (default: one per core; "
+                                "the files are the same for any number).")
 
 
 def main(argv):
     summary = write_phantom_dataset(_OUT.value, num_patients_per_class=_PATIENTS.value,
                                     slices_per_patient=_SLICES.value, seed=_SEED.value, size=_SIZE.value,
-                                    overwrite=_OVERWRITE.value)
+                                    overwrite=_OVERWRITE.value, workers=_WORKERS.value)
     print(f"wrote {_OUT.value}: {summary['num_slices']} slices "
           f"({', '.join(f'{c} {n}' for c, n in summary['counts'].items())})")
 

@@ -117,12 +117,14 @@ def test_write_dataset_layout_and_folds(tmp_path):
         assert {s.class_name for s in slices if folds[int(s.slice_id) - 1] == k} == set(CLASS_NAMES)
 
 
-def test_write_dataset_is_byte_identical_on_rerun(tmp_path):
-    for name in ("a", "b"):
-        phantom.write_phantom_dataset(tmp_path / name, num_patients_per_class=1, slices_per_patient=2,
-                                      seed=7, size=64, progress=False)
-    for p in sorted((tmp_path / "a").iterdir()):
-        assert _sha(p) == _sha(tmp_path / "b" / p.name), p.name
+def test_write_dataset_is_byte_identical_on_rerun_and_for_any_worker_count(tmp_path):
+    for name, workers in (("a", 1), ("b", 1), ("c", 2)):
+        phantom.write_phantom_dataset(tmp_path / name, num_patients_per_class=2, slices_per_patient=2,
+                                      seed=7, size=64, progress=False, workers=workers)
+    files = sorted((tmp_path / "a").iterdir())
+    assert len(files) == 3 * 2 * 2 + 2  # slices, cvind.mat, phantom.json
+    for p in files:
+        assert _sha(p) == _sha(tmp_path / "b" / p.name) == _sha(tmp_path / "c" / p.name), p.name
 
 
 def test_write_dataset_refuses_existing_and_bad_args(tmp_path):
@@ -131,4 +133,6 @@ def test_write_dataset_refuses_existing_and_bad_args(tmp_path):
         phantom.write_phantom_dataset(tmp_path / "x", 1, 1, size=64, progress=False)
     with pytest.raises(UserError, match="patients_per_class"):
         phantom.write_phantom_dataset(tmp_path / "y", 0, 1, size=64, progress=False)
+    with pytest.raises(UserError, match="workers"):
+        phantom.write_phantom_dataset(tmp_path / "y", 1, 1, size=64, progress=False, workers=0)
     assert not (tmp_path / "y").exists()

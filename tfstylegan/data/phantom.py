@@ -28,6 +28,8 @@ from run to run.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -261,20 +263,43 @@ def phantom_patient(class_name: str, patient_index: int, seed: int = 0, slices_p
     return out
 
 
+def _write_patient(job: tuple) -> int:
+    """Writes one patient's slices as `first.mat`, `first + 1.mat`, ... (a worker's unit of work)."""
+    folder, cls, ci, pi, seed, k, size, pid, first = job
+    for j, (img, mask, border) in enumerate(phantom_patient(cls, pi, seed, k, size)):
+        write_figshare_mat(Path(folder) / f"{first + j}.mat", img, ci + 1, pid, mask, border)
+    return k
+
+
+def default_workers() -> int:
+    """Processes for the phantom: the cores this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # (no sched_getaffinity: macOS, Windows)
+        return max(os.cpu_count() or 1, 1)
+
+
 def write_phantom_dataset(out_dir: str | os.PathLike, num_patients_per_class: int = 30,
                           slices_per_patient: int = 4, seed: int = 0, size: int = 512,
-                          overwrite: bool = False, progress: bool = True) -> dict:
+                          overwrite: bool = False, progress: bool = True, workers: int | None = None) -> dict:
     """Writes a phantom dataset in the Figshare v7.3 layout into `out_dir` (atomically).
 
     Files: `1.mat` ... `N.mat` (patients interleaved across classes, each patient's slices
     consecutive), `cvind.mat` (5 folds, patient-separated and stratified by class), and
     `phantom.json` (the settings and counts). Returns that summary dict.
+
+    Patients are independent (each has its own seeded generator and file numbers), so `workers`
+    processes (default: one per core; 1 = this process) write them in parallel; the files are the
+    same whatever the number of workers.
     """
     if int(num_patients_per_class) < 1 or int(slices_per_patient) < 1:
         raise UserError(f"--patients_per_class and --slices_per_patient must be >= 1. Received: "
                         f"{num_patients_per_class}, {slices_per_patient}")
     if int(size) < 64:
         raise UserError(f"Phantom size must be >= 64 px. Received: size={size}")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1. Received: {workers}")
     npc, k = int(num_patients_per_class), int(slices_per_patient)
     fold_rng = np.random.default_rng([int(seed), 99])
     patient_fold = {}
@@ -286,16 +311,24 @@ def write_phantom_dataset(out_dir: str | os.PathLike, num_patients_per_class: in
     with atomic_dir(out_dir, overwrite=overwrite) as tmp, \
             Progress(npc * len(CLASS_NAMES), desc="phantom patients", unit="patient",
                      enabled=progress) as bar:
-        n = 0
+        jobs = []
         for pi in range(npc):
             for ci, cls in enumerate(CLASS_NAMES):
-                pid = f"PH{pi * len(CLASS_NAMES) + ci + 1:05d}"
-                for img, mask, border in phantom_patient(cls, pi, seed, k, size):
-                    n += 1
-                    write_figshare_mat(Path(tmp) / f"{n}.mat", img, ci + 1, pid, mask, border)
-                    folds.append(patient_fold[(ci, pi)])
-                    counts[cls] += 1
+                index = pi * len(CLASS_NAMES) + ci
+                jobs.append((str(tmp), cls, ci, pi, int(seed), k, int(size), f"PH{index + 1:05d}", index * k + 1))
+                folds += [patient_fold[(ci, pi)]] * k
+                counts[cls] += k
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                _write_patient(job)
                 bar.update()
+        else:
+            # spawn, not fork: the caller may have TensorFlow's threads running (tests, notebooks)
+            with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)),
+                                                        mp_context=multiprocessing.get_context("spawn")) as pool:
+                for _ in pool.map(_write_patient, jobs):
+                    bar.update()
+        n = len(folds)
         write_cvind(Path(tmp) / "cvind.mat", np.asarray(folds))
         summary = {"generator": "tfstylegan.data.phantom", "seed": int(seed), "size": int(size),
                    "patients_per_class": npc, "slices_per_patient": k, "num_slices": n,
