@@ -93,8 +93,10 @@ class GeneratorServing(tf.Module):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise UserError(f"--max_batch must be a positive integer. Received: max_batch={max_batch!r}")
         self.max_batch = int(max_batch)
-        self.G = G
-        self._keras_variables = list(G.weights)
+        # not tracked: the SavedModel holds the copies only (walking a Keras model's object graph was
+        # a third of the export's time, and its variables are never read by the exported functions)
+        object.__setattr__(self, "G", G)
+        object.__setattr__(self, "_keras_variables", list(G.weights))
         self.generator_variables = _unique_copies(self._keras_variables, "G_ema")
         self.z_dim, self.c_dim = int(G.z_dim), int(G.c_dim)
         self.default_truncation_psi = tf.Variable(float(truncation_psi), trainable=False, dtype=tf.float32,
@@ -201,7 +203,7 @@ class ClassifierServing(tf.Module):
 
     def __init__(self, model):
         super().__init__(name="classifier_serving")
-        self.model = model
+        object.__setattr__(self, "model", model)  # not tracked, as GeneratorServing.G
         keras_variables = list(model.weights)
         self.classifier_variables = _unique_copies(keras_variables, "classifier")
         self.class_names = tf.constant(list(model.class_names), tf.string)
