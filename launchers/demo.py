@@ -67,6 +67,13 @@ def _settings(fast: bool) -> dict:
                 resolution=_RESOLUTION.value, synthetic=64, min_class_prob=0.5)
 
 
+class _Background:
+    """A launcher running beside the stages that follow, its console lines kept in a log file."""
+
+    def __init__(self, index: int, title: str, command: str, proc: subprocess.Popen, log: Path, start: float):
+        self.index, self.title, self.command, self.proc, self.log, self.start = index, title, command, proc, log, start
+
+
 class _Stages:
     """Runs launcher subprocesses with a progress line per stage and a timing table at the end."""
 
@@ -74,20 +81,67 @@ class _Stages:
         self.total = total
         self.index = 0
         self.timings: list[tuple[str, float]] = []
+        self.background: list[_Background] = []
+
+    def _announce(self, title: str, launcher: str, args: tuple[str, ...], note: str = "") -> tuple[list[str], str]:
+        self.index += 1
+        command = f"python -m launchers.{launcher} {' '.join(args)}"
+        print(f"\n[demo {self.index}/{self.total}] {title}{note}\n  $ {command}", flush=True)
+        return [sys.executable, "-m", f"launchers.{launcher}", *args], command
 
     def __call__(self, title: str, launcher: str, *args: str) -> None:
-        self.index += 1
-        cmd = [sys.executable, "-m", f"launchers.{launcher}", *args]
-        print(f"\n[demo {self.index}/{self.total}] {title}\n  $ python -m launchers.{launcher} {' '.join(args)}",
-              flush=True)
+        cmd, command = self._announce(title, launcher, args)
         start = time.perf_counter()
         result = subprocess.run(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         took = time.perf_counter() - start
         self.timings.append((title, took))
         if result.returncode != 0:
             raise UserError(f"demo stage '{title}' failed (exit {result.returncode}); its messages are above. "
-                            f"Command: python -m launchers.{launcher} {' '.join(args)}")
+                            f"Command: {command}")
         print(f"[demo {self.index}/{self.total}] {title}: done in {format_duration(took)}", flush=True)
+
+    def start(self, title: str, launcher: str, *args: str, log: Path) -> _Background:
+        """Starts a stage beside the next ones, at low CPU priority (it fills the cores they leave idle)."""
+        cmd, command = self._announce(title, launcher, args, f" (beside the next stage; its lines go to {log})")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as f:  # the child keeps its own handle
+            proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=f,
+                                    stderr=subprocess.STDOUT, preexec_fn=_lower_priority)
+        job = _Background(self.index, title, command, proc, log, time.perf_counter())
+        self.background.append(job)
+        return job
+
+    def wait(self, job: _Background) -> None:
+        """Waits for a background stage; shows the end of its log, raises if it failed."""
+        code = job.proc.wait()
+        took = time.perf_counter() - job.start
+        self.background.remove(job)
+        self.timings.append((f"{job.title} (beside StyleGAN2)", took))
+        lines = job.log.read_text(errors="replace").splitlines()
+        shown = lines[-(12 if code else 3):]
+        print(f"\n[demo {job.index}/{self.total}] {job.title}: last lines of {job.log}:", flush=True)
+        for line in shown:
+            print(f"  | {line}", flush=True)
+        if code != 0:
+            raise UserError(f"demo stage '{job.title}' failed (exit {code}); its messages are in {job.log}. "
+                            f"Command: {job.command}")
+        print(f"[demo {job.index}/{self.total}] {job.title}: done in {format_duration(took)}", flush=True)
+
+    def stop_background(self) -> None:
+        """Ends background stages still running (the demo failed or was interrupted)."""
+        for job in self.background:
+            if job.proc.poll() is None:
+                job.proc.terminate()
+                try:
+                    job.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    job.proc.kill()
+        self.background.clear()
+
+
+def _lower_priority() -> None:
+    """(in the child) nice 10: the StyleGAN2 training beside it keeps the cores it uses."""
+    os.nice(10)
 
 
 def _only_run_dir(parent: Path) -> Path:
@@ -118,90 +172,98 @@ def main(argv):
     stage = _Stages(n_stages)
     t0 = time.perf_counter()
 
-    source = _DATA.value
-    if not source:
-        source = str(out / "phantom_mat")
-        stage("phantom patients in the Figshare .mat layout", "make_phantom", f"--out={source}",
-              f"--patients_per_class={s['patients']}", f"--slices_per_patient={s['slices']}", "--seed=0")
-    data = out / "data"
-    stage(f"prepare data ({s['resolution']}x{s['resolution']}, patient-wise splits)", "prepare_data",
-          f"--source={source}", f"--out={data}", f"--resolution={s['resolution']}", "--split=0.6,0.2,0.2")
+    try:
+        source = _DATA.value
+        if not source:
+            source = str(out / "phantom_mat")
+            stage("phantom patients in the Figshare .mat layout", "make_phantom", f"--out={source}",
+                  f"--patients_per_class={s['patients']}", f"--slices_per_patient={s['slices']}", "--seed=0")
+        data = out / "data"
+        stage(f"prepare data ({s['resolution']}x{s['resolution']}, patient-wise splits)", "prepare_data",
+              f"--source={source}", f"--out={data}", f"--resolution={s['resolution']}", "--split=0.6,0.2,0.2")
 
-    kimg = s["kimg"] / len(classes) if per_class else s["kimg"]
-    common = [f"--data={data}", f"--preset={s['preset']}", f"--kimg={kimg:g}",
-              f"--kimg_per_tick={min(s['kimg_per_tick'], kimg):g}", f"--batch={s['batch']}", "--snapshot_ticks=2",
-              "--mirror"]
-    checkpoints: dict[str, Path] = {}  # class -> run folder (the same conditional run for every class)
-    if per_class:
+        # The judge needs only the data: it trains beside StyleGAN2, at low priority, in the cores the
+        # GAN's training leaves idle (its tracing is single-threaded; its steps do not fill two cores).
+        clf_dir = out / "classifier"
+        judge = stage.start("InceptionV3 judge (random init, small input)", "train_classifier", f"--data={data}",
+                            f"--out={clf_dir}", "--weights=none", f"--epochs={s['classifier_epochs']}",
+                            f"--input_size={s['classifier_size']}", "--batch=32", "--patience=0",
+                            log=out / "logs" / "train_classifier.log")
+        classifier = clf_dir / "classifier.keras"
+
+        kimg = s["kimg"] / len(classes) if per_class else s["kimg"]
+        common = [f"--data={data}", f"--preset={s['preset']}", f"--kimg={kimg:g}",
+                  f"--kimg_per_tick={min(s['kimg_per_tick'], kimg):g}", f"--batch={s['batch']}", "--snapshot_ticks=2",
+                  "--mirror"]
+        checkpoints: dict[str, Path] = {}  # class -> run folder (the same conditional run for every class)
+        if per_class:
+            for cls in classes:
+                parent = out / "stylegan" / cls
+                stage(f"StyleGAN2 for {cls} ({kimg:g} kimg)", "train_stylegan", f"--out={parent}",
+                      f"--class_name={cls}", *common)
+                checkpoints[cls] = _only_run_dir(parent)
+            checkpoint_flag = ",".join(f"{c}={p}" for c, p in checkpoints.items())
+        else:
+            parent = out / "stylegan" / "conditional"
+            stage(f"conditional StyleGAN2 for {', '.join(classes)} ({kimg:g} kimg)", "train_stylegan",
+                  f"--out={parent}", "--conditional", *common)
+            run_dir = _only_run_dir(parent)
+            checkpoints = {cls: run_dir for cls in classes}
+            checkpoint_flag = str(run_dir)
+
+        stage.wait(judge)
+
+        eval_dir = out / "evaluation"
+        stage("evaluate: Inception Score real vs generated, FID/KID/P/R, memorization", "evaluate",
+              f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}", f"--out={eval_dir}",
+              f"--num_images={s['num_images']}", f"--ppl_samples={s['ppl']}", "--kid_subsets=20")
+
+        fig_dir = out / "figures"
         for cls in classes:
-            parent = out / "stylegan" / cls
-            stage(f"StyleGAN2 for {cls} ({kimg:g} kimg)", "train_stylegan", f"--out={parent}",
-                  f"--class_name={cls}", *common)
-            checkpoints[cls] = _only_run_dir(parent)
-        checkpoint_flag = ",".join(f"{c}={p}" for c, p in checkpoints.items())
-    else:
-        parent = out / "stylegan" / "conditional"
-        stage(f"conditional StyleGAN2 for {', '.join(classes)} ({kimg:g} kimg)", "train_stylegan",
-              f"--out={parent}", "--conditional", *common)
-        run_dir = _only_run_dir(parent)
-        checkpoints = {cls: run_dir for cls in classes}
-        checkpoint_flag = str(run_dir)
+            gen_args = [f"--checkpoint={checkpoints[cls]}", f"--seeds={s['seeds']}", f"--out={fig_dir / cls}",
+                        "--figures", f"--data={data}"]
+            if not per_class:
+                gen_args.append(f"--class_name={cls}")
+            stage(f"generate {cls}: seeds and the study's figures", "generate", *gen_args)
 
-    clf_dir = out / "classifier"
-    stage("InceptionV3 judge (random init, small input)", "train_classifier", f"--data={data}", f"--out={clf_dir}",
-          "--weights=none", f"--epochs={s['classifier_epochs']}", f"--input_size={s['classifier_size']}",
-          "--batch=32", "--patience=0")
-    classifier = clf_dir / "classifier.keras"
+        export_dir = out / "serving"
+        export_args = [f"--out={export_dir}", f"--classifier={classifier}"]
+        export_args += [f"--checkpoint={p}" for p in dict.fromkeys(checkpoints.values())]
+        stage("export SavedModels for TF Serving", "export", *export_args)
 
-    eval_dir = out / "evaluation"
-    stage("evaluate: Inception Score real vs generated, FID/KID/P/R, memorization", "evaluate",
-          f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}", f"--out={eval_dir}",
-          f"--num_images={s['num_images']}", f"--ppl_samples={s['ppl']}", "--kid_subsets=20")
+        synthetic_dir = out / "synthetic"
+        # the quick judge of --fast is barely trained: its class probabilities would make a poor quality filter
+        stage(f"synthesize: {s['synthetic']} filtered slices per class with a privacy report", "synthesize",
+              f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}",
+              f"--out={synthetic_dir}", f"--num_per_class={s['synthetic']}", f"--min_class_prob={s['min_class_prob']}")
 
-    fig_dir = out / "figures"
-    for cls in classes:
-        gen_args = [f"--checkpoint={checkpoints[cls]}", f"--seeds={s['seeds']}", f"--out={fig_dir / cls}",
-                    "--figures", f"--data={data}"]
-        if not per_class:
-            gen_args.append(f"--class_name={cls}")
-        stage(f"generate {cls}: seeds and the study's figures", "generate", *gen_args)
+        total = time.perf_counter() - t0
+        results = json.loads((eval_dir / "results.json").read_text())
+        checks = quality_checks(results)
+        summary = {"settings": s, "data": source, "total_seconds": round(total, 1),
+                   "stages": [{"stage": t, "seconds": round(d, 1)} for t, d in stage.timings],
+                   "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "per_class": per_class,
+                   "quality_checks": checks}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
-    export_dir = out / "serving"
-    export_args = [f"--out={export_dir}", f"--classifier={classifier}"]
-    export_args += [f"--checkpoint={p}" for p in dict.fromkeys(checkpoints.values())]
-    stage("export SavedModels for TF Serving", "export", *export_args)
+        print("\n" + "=" * 72)
+        print(f"demo finished in {format_duration(total)}")
+        for t, d in stage.timings:
+            print(f"  {format_duration(d):>9}  {t}")
+        print("\nInception Score from the judge (the study: 2.6 real vs 2.4 generated on 300 images of all classes,")
+        print("which is the 'pooled' row; per class, a confident judge scores about 1 by construction)")
+        print(results_table(results))
+        print(f"\nquality targets ({sum(c['ok'] for c in checks)} of {len(checks)} met"
+              f"{'; --fast trains for seconds and is not expected to meet them' if _FAST.value else ''}):")
+        print(quality_table(checks))
+        print(f"\npictures:     {fig_dir}/ and {eval_dir}/figures/")
+        print(f"results:      {eval_dir}/results.json, {clf_dir}/metrics.json")
+        print(f"serving:      {export_dir}/")
+        print(f"synthetic:    {synthetic_dir}/ (privacy report: {synthetic_dir}/privacy/report.json)")
+        print(f"tensorboard:  tensorboard --logdir {out}")
 
-    synthetic_dir = out / "synthetic"
-    # the quick judge of --fast is barely trained: its class probabilities would make a poor quality filter
-    stage(f"synthesize: {s['synthetic']} filtered slices per class with a privacy report", "synthesize",
-          f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}",
-          f"--out={synthetic_dir}", f"--num_per_class={s['synthetic']}", f"--min_class_prob={s['min_class_prob']}")
-
-    total = time.perf_counter() - t0
-    results = json.loads((eval_dir / "results.json").read_text())
-    checks = quality_checks(results)
-    summary = {"settings": s, "data": source, "total_seconds": round(total, 1),
-               "stages": [{"stage": t, "seconds": round(d, 1)} for t, d in stage.timings],
-               "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "per_class": per_class,
-               "quality_checks": checks}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-
-    print("\n" + "=" * 72)
-    print(f"demo finished in {format_duration(total)}")
-    for t, d in stage.timings:
-        print(f"  {format_duration(d):>9}  {t}")
-    print("\nInception Score from the judge (the study: 2.6 real vs 2.4 generated on 300 images of all classes,")
-    print("which is the 'pooled' row; per class, a confident judge scores about 1 by construction)")
-    print(results_table(results))
-    print(f"\nquality targets ({sum(c['ok'] for c in checks)} of {len(checks)} met"
-          f"{'; --fast trains for seconds and is not expected to meet them' if _FAST.value else ''}):")
-    print(quality_table(checks))
-    print(f"\npictures:     {fig_dir}/ and {eval_dir}/figures/")
-    print(f"results:      {eval_dir}/results.json, {clf_dir}/metrics.json")
-    print(f"serving:      {export_dir}/")
-    print(f"synthetic:    {synthetic_dir}/ (privacy report: {synthetic_dir}/privacy/report.json)")
-    print(f"tensorboard:  tensorboard --logdir {out}")
-
+    finally:  # a failed or interrupted demo leaves no stage running behind it
+        stage.stop_background()
 
 if __name__ == "__main__":
     run(main)
