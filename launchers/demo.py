@@ -5,7 +5,7 @@ same flags a user would type, so the demo exercises exactly the user-facing code
 
   1. make_phantom      phantom patients written in the real Figshare v7.3 .mat layout
   2. prepare_data      crop the centre half, resize to 32x32 (the study's first stage), patient-wise splits
-  3. train_stylegan    one conditional StyleGAN2 for the three classes ('demo' preset, 12 kimg), or with
+  3. train_stylegan    one conditional StyleGAN2 for the three classes ('demo' preset, 20 kimg), or with
                        --per_class one model per tumor class as the study (same total budget, split three ways)
   4. train_classifier  the InceptionV3 judge (small input, random init: no weights can be downloaded)
   5. evaluate          Inception Score of real vs generated per class, FID/KID/precision/recall, memorization
@@ -44,12 +44,12 @@ from tfstylegan.utils.progress import format_duration
 _OUT = flags.DEFINE_string("out", "demo_out", "Folder for everything the demo writes.")
 _DATA = flags.DEFINE_string("data", None, "A Figshare source (folder of .mat files or the zips) instead of the "
                             "built-in phantom data.")
-_KIMG = flags.DEFINE_float("kimg", None, "Total StyleGAN2 training budget in thousands of real images (default 12; "
+_KIMG = flags.DEFINE_float("kimg", None, "Total StyleGAN2 training budget in thousands of real images (default 20; "
                            "0.05 with --fast); with --per_class each model gets a third.")
 _FAST = flags.DEFINE_bool("fast", False, "Smoke mode for CI: tiny networks, few images, minutes.")
 _PER_CLASS = flags.DEFINE_bool("per_class", False, "Train one model per tumor class (the study) instead of one "
-                               "conditional model; 12 kimg then leave each model too few steps to resemble a "
-                               "head, so give a bigger --kimg (36 is about 18 minutes on 2 CPU cores).")
+                               "conditional model; 20 kimg then leave each model too few steps to resemble a "
+                               "head, so give a bigger --kimg (3x the steps cost 3x the minutes).")
 _RESOLUTION = flags.DEFINE_integer("resolution", 32, "Training resolution (32 is the study's first stage).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", True, "Replace an earlier demo in --out (only a folder this demo made).")
 
@@ -62,7 +62,7 @@ def _settings(fast: bool) -> dict:
         return dict(patients=6, slices=2, preset="tiny", kimg=0.05, kimg_per_tick=0.05, batch=4,
                     classifier_epochs=2, classifier_size=75, num_images=24, ppl=8, seeds="0-8", resolution=16,
                     synthetic=16, min_class_prob=0.0)
-    return dict(patients=30, slices=4, preset="demo", kimg=12.0, kimg_per_tick=2.0, batch=8,
+    return dict(patients=30, slices=4, preset="demo", kimg=20.0, kimg_per_tick=2.0, batch=8,
                 classifier_epochs=8, classifier_size=75, num_images=100, ppl=50, seeds="0-15",
                 resolution=_RESOLUTION.value, synthetic=64, min_class_prob=0.5)
 
