@@ -93,3 +93,31 @@ def test_demo_refuses_a_foreign_output_folder(tmp_path):
     assert proc.returncode == 1
     assert "error:" in proc.stderr and "not made by this demo" in proc.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_failing_background_stage_names_its_log(tmp_path, capsys):
+    from launchers.demo import _Stages
+    from tfstylegan.utils.errors import UserError
+
+    stages = _Stages(2)
+    log = tmp_path / "logs" / "judge.log"
+    job = stages.start("judge", "train_classifier", f"--data={tmp_path / 'missing'}", f"--out={tmp_path / 'clf'}",
+                       "--weights=none", log=log)
+    assert "beside the next stage" in capsys.readouterr().out
+    with pytest.raises(UserError, match="judge.log"):
+        stages.wait(job)
+    assert "error:" in log.read_text() and "missing" in log.read_text()
+    assert "| error:" in capsys.readouterr().out  # the log's end is shown on the console
+    assert not stages.background
+
+
+def test_stop_background_ends_a_running_stage(tmp_path):
+    from launchers.demo import _Stages
+
+    stages = _Stages(1)
+    job = stages.start("phantom", "make_phantom", f"--out={tmp_path / 'ph'}", "--patients_per_class=500",
+                       "--workers=1", log=tmp_path / "ph.log")
+    assert job.proc.poll() is None
+    stages.stop_background()
+    assert job.proc.poll() is not None and not stages.background
+    assert not (tmp_path / "ph").exists()  # atomic: nothing half-written under the final name
