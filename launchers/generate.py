@@ -10,6 +10,8 @@ An existing non-empty --out is refused unless --overwrite. Examples:
       --truncation_psi 0.7 --bit_depth 16 --out gen/pit
   python -m launchers.generate --checkpoint runs/00001-glioma --seeds 0-299 --figures \
       --data data/figshare256 --out figs/glioma     # Fig. 2, 3, 4, style mixing, interpolation
+  python -m launchers.generate --checkpoint runs/00003-cond --class_name all --seeds 0-15 --figures \
+      --data data/figshare256 --out figs            # figs/<class>/ for every class, one process
   python -m launchers.generate --checkpoint runs/00001-glioma --projected_w proj/slice/projected_w.npz \
       --out proj/render                             # proj00.png: the projection's image
 
@@ -30,7 +32,9 @@ from tfstylegan.utils.cli import run
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run or checkpoint folder, or an official StyleGAN2 TF1 .pkl "
                                   "(converted on the fly; nothing in it is executed).", required=True)
 _SEEDS = flags.DEFINE_string("seeds", "0-7", "Seeds: '0,1,7', '0-99' (inclusive) or mixtures; any count.")
-_CLASS = flags.DEFINE_string("class_name", None, "Class to generate, by name or index (conditional models).")
+_CLASS = flags.DEFINE_string("class_name", None, "Class to generate, by name or index (conditional models); 'all': "
+                             "every class of a conditional model (or of --checkpoint cls=PATH,...) into "
+                             "<out>/<class>/, the network loaded once.")
 _PSI = flags.DEFINE_float("truncation_psi", 1.0, "Truncation psi (1 = none; finite).")
 _NOISE = flags.DEFINE_enum("noise_mode", "const", ["const", "random", "none"], "Generator noise.")
 _BIT_DEPTH = flags.DEFINE_enum("bit_depth", "8", ["8", "16"], "PNG bit depth of the images (16: grayscale only).")
@@ -61,7 +65,7 @@ flags.DEFINE_alias("batch_size", "batch")
 
 def main(argv):
     # here: TensorFlow loads after absl parsed the flags (--help stays fast; cli.run quiets its logging first)
-    from tfstylegan.apps.generation.run import generate, render_projected_w
+    from tfstylegan.apps.generation.run import generate, generate_all_classes, render_projected_w
 
     if _PROJECTED_W.value:
         ignored = [f"--{n}" for n in ("seeds", "class_name", "truncation_psi", "figures") if flags.FLAGS[n].present]
@@ -72,15 +76,20 @@ def main(argv):
         print(f"wrote {summary['num_images']} projected image(s) to {summary['out']}")
         return
     check_truncation_psi(_PSI.value)
-    summary = generate(_CHECKPOINT.value, parse_seed_ranges(_SEEDS.value), _OUT.value, class_name=_CLASS.value,
-                       truncation_psi=_PSI.value, noise_mode=_NOISE.value, bit_depth=int(_BIT_DEPTH.value),
-                       figures=_FIGURES.value, data_dir=_DATA.value, style_rows=parse_seeds(_STYLE_ROWS.value),
-                       style_cols=parse_seeds(_STYLE_COLS.value),
-                       style_layers=parse_seeds(_STYLE_LAYERS.value) if _STYLE_LAYERS.value else None,
-                       interp_seeds=parse_seeds(_INTERP_SEEDS.value) if _INTERP_SEEDS.value else None,
-                       interp_steps=_INTERP_STEPS.value, batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
-    figures = f" and {len(summary['figures'])} figures" if summary["figures"] else ""
-    print(f"wrote {summary['num_images']} images{figures} to {summary['out']}")
+    kwargs = dict(truncation_psi=_PSI.value, noise_mode=_NOISE.value, bit_depth=int(_BIT_DEPTH.value),
+                  figures=_FIGURES.value, data_dir=_DATA.value, style_rows=parse_seeds(_STYLE_ROWS.value),
+                  style_cols=parse_seeds(_STYLE_COLS.value),
+                  style_layers=parse_seeds(_STYLE_LAYERS.value) if _STYLE_LAYERS.value else None,
+                  interp_seeds=parse_seeds(_INTERP_SEEDS.value) if _INTERP_SEEDS.value else None,
+                  interp_steps=_INTERP_STEPS.value, batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
+    seeds = parse_seed_ranges(_SEEDS.value)
+    if _CLASS.value == "all":
+        summaries = generate_all_classes(_CHECKPOINT.value, seeds, _OUT.value, **kwargs)
+    else:
+        summaries = [generate(_CHECKPOINT.value, seeds, _OUT.value, class_name=_CLASS.value, **kwargs)]
+    for summary in summaries:
+        figures = f" and {len(summary['figures'])} figures" if summary["figures"] else ""
+        print(f"wrote {summary['num_images']} images{figures} to {summary['out']}")
 
 
 if __name__ == "__main__":

@@ -239,6 +239,33 @@ def test_launcher_writes_pngs_that_match_the_generator(assets, tmp_path):
     np.testing.assert_allclose(png16.astype(np.float64) / 32767.5 - 1, np.clip(truncated[0, ..., 0], -1, 1), atol=2e-3)
 
 
+def test_launcher_all_classes_in_one_process(assets, tmp_path):
+    out = tmp_path / "all"
+    r = _launch("--checkpoint", assets["cond"], "--class_name", "all", "--seeds", "0-3", "--figures", "--data",
+                assets["data"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(CLASSES)
+    gens = generation.load_class_generators(str(assets["cond"]))
+    for cls in CLASSES:  # each folder is what --class_name <cls> writes
+        names = {p.name for p in (out / cls).iterdir()}
+        assert {"seed0000.png", "seed0003.png", f"fig3_grid3x3_{cls}.png", f"fig2_real_vs_generated_{cls}.png",
+                "style_mixing.png", "interpolation.png"} <= names
+        expected = generation.to_pixels(generation.generate_images(gens[cls], [3]))[0, ..., 0]
+        np.testing.assert_array_equal(np.asarray(Image.open(out / cls / "seed0003.png")).astype(int),
+                                      expected.astype(int))
+    # per-class checkpoints by spec; an existing class folder is refused before anything is written
+    (tmp_path / "spec" / "glioma").mkdir(parents=True)
+    (tmp_path / "spec" / "glioma" / "keep.png").write_bytes(b"x")
+    r = _launch("--checkpoint", f"glioma={assets['glioma']}", "--class_name", "all", "--seeds", "0",
+                "--out", tmp_path / "spec")
+    assert r.returncode == 1 and "already exists and is not empty" in r.stderr
+    assert [p.name for p in (tmp_path / "spec" / "glioma").iterdir()] == ["keep.png"]
+    r = _launch("--checkpoint", f"glioma={assets['glioma']}", "--class_name", "all", "--seeds", "0",
+                "--out", tmp_path / "spec2")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "spec2" / "glioma").iterdir()] == ["seed0000.png"]
+
+
 @pytest.mark.slow
 def test_launcher_figures_with_masks(assets, tmp_path):
     out = tmp_path / "figs"

@@ -12,8 +12,9 @@ One module per reason to change, bottom to top:
   `cls=PATH,cls=PATH`), `load_network` (run / checkpoint folders and official TF1 `.pkl`, converted in memory);
 - `images`: seeds -> ws -> images (`iter_images` streams batches: any number of seeds in one batch's memory);
 - `output`: PNGs per seed, each written atomically before the next batch (`write_images`), and the `--out` checks;
-- `run`: the launcher's work, `generate` (with the study's figures, `tfstylegan.apps.figures`) and
-  `render_projected_w` (`tfstylegan.apps.projection`'s ws).
+- `run`: the launcher's work, `generate` (with the study's figures, `tfstylegan.apps.figures`),
+  `generate_all_classes` (every class, the network loaded once) and `render_projected_w`
+  (`tfstylegan.apps.projection`'s ws).
 
 Channels: 1 (gray), 2 (image + tumor mask, trained with masks), 3 (RGB, e.g. an imported official network).
 Every name stays importable from this package (`from tfstylegan.apps.generation import generate_images`);
@@ -29,5 +30,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "images": ("z_to_ws", "seeds_to_ws", "synthesize", "iter_images", "generate_images", "image_channel",
                "to_pixels", "check_bit_depth"),
     "output": ("save_images", "write_images", "check_output_folder", "prepare_output_folder"),
-    "run": ("FIGURE_MAX_IMAGES", "generate", "render_projected_w"),
+    "run": ("FIGURE_MAX_IMAGES", "generate", "generate_all_classes", "render_projected_w"),
 })

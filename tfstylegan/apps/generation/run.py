@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from tfstylegan.apps.figures import (
     style_mixing_figure,
 )
 from tfstylegan.apps.generation.images import check_bit_depth, synthesize
-from tfstylegan.apps.generation.loading import ClassGenerator, load_class_generator, load_network
+from tfstylegan.apps.generation.loading import ClassGenerator, load_class_generator, load_class_generators, load_network
 from tfstylegan.apps.generation.output import check_output_folder, prepare_output_folder, save_images, write_images
 from tfstylegan.apps.generation.seeds import check_truncation_psi
 from tfstylegan.apps.projection import load_projected_w, projection_noise
@@ -35,8 +36,11 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
              data_dir: str | os.PathLike | None = None, style_rows: Sequence[int] = (0, 1, 2, 3),
              style_cols: Sequence[int] = (4, 5, 6, 7), style_layers: Sequence[int] | None = None,
              interp_seeds: Sequence[int] | None = None, interp_steps: int = 8, batch_size: int = 16,
-             show_progress: bool = True, overwrite: bool = False) -> dict:
+             show_progress: bool = True, overwrite: bool = False, gen: ClassGenerator | None = None) -> dict:
     """Writes `seed%04d.png` per seed into `out_dir`, batch by batch (and the figures with `figures=True`).
+
+    `gen`: an already loaded generator (`load_class_generators`) instead of loading `checkpoint` for
+    `class_name` again (`generate_all_classes` passes the one shared network of a conditional model).
 
     `seeds` may be any number (a `Seeds` from `parse_seed_ranges` is never materialised);
     memory stays that of one batch plus, with figures, the first `FIGURE_MAX_IMAGES` as uint8.
@@ -54,7 +58,8 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
     if not len(seeds):
         raise UserError("--seeds is empty. Pass seeds like --seeds=0,1,7 or --seeds=0-99.")
     out_dir = check_output_folder(out_dir, overwrite)  # before the model is loaded
-    gen = load_class_generator(checkpoint, class_name)
+    if gen is None:
+        gen = load_class_generator(checkpoint, class_name)
     check_bit_depth(bit_depth, int(gen.G.img_channels))
     num_ws = int(gen.G.num_ws)
     if figures and style_layers is not None and any(not 0 <= int(i) < num_ws for i in style_layers):
@@ -103,6 +108,21 @@ def generate(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike, 
             save_png(out_dir / name, upscale_for_viewing(image, gen.resolution))
             summary["figures"].append(str(out_dir / name))
     return summary
+
+
+def generate_all_classes(checkpoint: str, seeds: Sequence[int], out_dir: str | os.PathLike,
+                         overwrite: bool = False, **kwargs) -> list[dict]:
+    """`generate` for every class of `checkpoint` into `<out_dir>/<class>/`, the network loaded once.
+
+    `checkpoint`: a conditional model (its classes) or `cls=PATH,...` (`load_class_generators`).
+    Every output folder is checked before anything is written.
+    """
+    out = Path(out_dir)
+    gens = load_class_generators(checkpoint)
+    for cls in gens:
+        check_output_folder(out / cls, overwrite)
+    return [generate(gen.checkpoint, seeds, out / cls, class_name=cls, overwrite=overwrite, gen=gen, **kwargs)
+            for cls, gen in gens.items()]
 
 
 def render_projected_w(checkpoint: str, projected_w: str | os.PathLike, out_dir: str | os.PathLike,
