@@ -5,12 +5,13 @@ same flags a user would type, so the demo exercises exactly the user-facing code
 
   1. make_phantom      phantom patients written in the real Figshare v7.3 .mat layout
   2. prepare_data      crop the centre half, resize to 32x32 (the study's first stage), patient-wise splits
-  3. train_stylegan    one conditional StyleGAN2 for the three classes ('demo' preset, 20 kimg), or with
+  3. train_classifier  the InceptionV3 judge (small input, random init: no weights can be downloaded); it needs
+                       only the data, so it trains beside stage 4 at low priority, its lines in a log file
+  4. train_stylegan    one conditional StyleGAN2 for the three classes ('demo' preset, 20 kimg), or with
                        --per_class one model per tumor class as the study (same total budget, split three ways)
-  4. train_classifier  the InceptionV3 judge (small input, random init: no weights can be downloaded)
   5. evaluate          Inception Score of real vs generated per class, FID/KID/precision/recall, memorization
-  6. generate          the study's figures per class (real vs generated, 3x3 grid, mosaic, style mixing,
-                       interpolation)
+  6. generate          the study's figures per class, one process for all classes (real vs generated, 3x3
+                       grid, mosaic, style mixing, interpolation)
   7. export            SavedModels for TF Serving (generators and classifier)
   8. synthesize        a small synthetic dataset (16 slices per class with --fast, 64 otherwise), privacy-filtered
                        against the real training slices in pixels and judge features, with its privacy report
@@ -168,7 +169,7 @@ def main(argv):
 
     classes = CLASSES
     per_class = _PER_CLASS.value
-    n_stages = (0 if _DATA.value else 1) + 1 + (len(classes) if per_class else 1) + 4 + len(classes)
+    n_stages = (0 if _DATA.value else 1) + 1 + 1 + (len(classes) if per_class else 1) + 4
     stage = _Stages(n_stages)
     t0 = time.perf_counter()
 
@@ -219,12 +220,8 @@ def main(argv):
               f"--num_images={s['num_images']}", f"--ppl_samples={s['ppl']}", "--kid_subsets=20")
 
         fig_dir = out / "figures"
-        for cls in classes:
-            gen_args = [f"--checkpoint={checkpoints[cls]}", f"--seeds={s['seeds']}", f"--out={fig_dir / cls}",
-                        "--figures", f"--data={data}"]
-            if not per_class:
-                gen_args.append(f"--class_name={cls}")
-            stage(f"generate {cls}: seeds and the study's figures", "generate", *gen_args)
+        stage("generate: seeds and the study's figures for every class", "generate", f"--checkpoint={checkpoint_flag}",
+              "--class_name=all", f"--seeds={s['seeds']}", f"--out={fig_dir}", "--figures", f"--data={data}")
 
         export_dir = out / "serving"
         export_args = [f"--out={export_dir}", f"--classifier={classifier}"]
