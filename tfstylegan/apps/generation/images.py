@@ -67,8 +67,10 @@ def _synthesis(G):
     """
     fn = _TRACED.get(G)
     if fn is None:
+        network = weakref.ref(G)  # not G: a value holding its key would keep every network loaded alive
+
         def run(ws, noise_mode, noise_seed):
-            return G.synthesis(ws, noise_mode=noise_mode, noise_seed=noise_seed)
+            return network().synthesis(ws, noise_mode=noise_mode, noise_seed=noise_seed)
 
         fn = _TRACED[G] = tf.function(run, autograph=False, reduce_retracing=True)
     return fn
