@@ -118,6 +118,19 @@ def test_presets_equal_the_reference_configs():
     assert not mismatches, "\n".join(mismatches)
 
 
+def test_demo_preset_is_the_reference_32x32_recipe_at_cpu_size():
+    """The CPU 'demo' preset changes only sizes, batch and schedule: its optimiser, R1, regularisation
+    choices and augmentation are the reference's 32x32 config (cifar: no path length, no style mixing)."""
+    ours, ref = _preset_values("demo", 32, 1), CONFIGS["cifar/32/1"]
+    same = ("g_lr", "d_lr", "betas", "epsilon", "r1_gamma", "pl_weight", "style_mixing_prob", "ema_rampup",
+            "mapping_layers", "ada_target", "augment_pipe")
+    assert {k: ours[k] for k in same} == {k: ref[k] for k in same}
+    assert ours["pl_weight"] == 0.0 and ours["style_mixing_prob"] == 0.0
+    # what the demo sizes for CPU throughput (issue 12)
+    assert (ours["batch_size"], ours["channel_base"], ours["channel_max"]) == (8, 1024, 64)
+    assert (ref["batch_size"], ref["channel_base"], ref["channel_max"]) == (64, 32768, 512)
+
+
 def test_auto_table_at_32_to_1024_on_1_and_8_gpus():
     """The 'auto' rows written out (train.py: mb = max(min(gpus * min(4096 // res, 32), 64), gpus),
     mbstd = min(mb // gpus, 4), fmaps = 1 if res >= 512 else 0.5, lr = 0.002 if res >= 1024 else
