@@ -66,7 +66,10 @@ def test_results_table():
     assert lines[2].startswith("glioma") and "2.60 ± 0.10" in lines[2] and "12.500" in lines[2]
     assert "10.00 ± 1.00" in lines[2]  # KID x1e3
     assert lines[3].startswith(report.STUDY_ROW) and "study" in lines[4]
-    assert "judge: gen. as class" in lines[0]
+    assert "judge: gen. as class" in lines[0] and "pixel spread real / gen." in lines[0]
+    assert lines[2].rstrip().endswith("-")  # no spread recorded
+    m2 = dict(m, pixel_spread_real=0.2512, pixel_spread_generated=0.1049)
+    assert report.results_table({"per_class": {"glioma": m2}}).splitlines()[2].endswith("0.251 / 0.105")
 
 
 def test_quality_checks_against_the_demo_targets():
@@ -110,6 +113,7 @@ def test_evaluate_conditional_with_utility_writes_every_output(assets):
         assert m["memorization"]["pixels"]["num_generated"] == 8
         assert "suspicious_fraction" in m["memorization"]["judge_features"]
         assert np.isfinite(m["ppl"]) and m["ppl"] >= 0
+        assert 0 < m["pixel_spread_real"] <= 1 and 0 <= m["pixel_spread_generated"] <= 1  # images in [-1, 1]
     assert np.sum(saved["pooled"]["judge_confusion_generated"]) == 24
     utility = saved["utility"]
     assert set(utility["settings"]) == {"synthetic"} and utility["differences"] == {}

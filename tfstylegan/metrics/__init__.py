@@ -12,6 +12,7 @@ from tfstylegan.metrics.memorization import (MemorizationReport, closest_pairs_f
 from tfstylegan.metrics.ppl import filtered_mean, perceptual_path_length
 from tfstylegan.metrics.precision_recall import (kth_neighbour_radii, pairwise_distances,
                                                  precision_recall)
+from tfstylegan.metrics.spread import pixel_spread
 
 __all__ = [
     "inception_score", "validate_probabilities",
@@ -20,4 +21,5 @@ __all__ = [
     "precision_recall", "pairwise_distances", "kth_neighbour_radii",
     "nearest_neighbours", "memorization_report", "MemorizationReport", "closest_pairs_figure",
     "perceptual_path_length", "filtered_mean",
+    "pixel_spread",
 ]

@@ -21,19 +21,26 @@ def _fmt(x, scale: float = 1.0) -> str:
     return f"{x * scale:.3f}"
 
 
+def _spread(r: dict[str, Any]) -> str:
+    real, gen = r.get("pixel_spread_real"), r.get("pixel_spread_generated")
+    return "-" if real is None or gen is None else f"{real:.3f} / {gen:.3f}"
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """The results as a text table: class | IS real | IS generated | FID | KID x1e3 | precision | recall.
+    """The results as a text table: class | IS real | IS generated | FID | KID x1e3 | precision | recall |
+    judge: gen. as class | pixel spread real / gen.
 
     `results` is `evaluate`'s results.json dict; values that are [mean, std] print as `mean ± std`.
     """
-    rows = [("class", "IS real", "IS generated", "FID", "KID x1e3", "precision", "recall", "judge: gen. as class")]
+    rows = [("class", "IS real", "IS generated", "FID", "KID x1e3", "precision", "recall", "judge: gen. as class",
+             "pixel spread real / gen.")]
     entries = list(results.get("per_class", {}).items())
     if results.get("pooled"):
         entries.append((STUDY_ROW, results["pooled"]))
     for name, r in entries:
         rows.append((name, _fmt(r.get("is_real")), _fmt(r.get("is_generated")), _fmt(r.get("fid")),
                      _fmt(r.get("kid"), 1e3), _fmt(r.get("precision")), _fmt(r.get("recall")),
-                     _fmt(r.get("judge_accuracy_generated"))))
+                     _fmt(r.get("judge_accuracy_generated")), _spread(r)))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -9,6 +9,8 @@ For each class (per-class checkpoints, or one conditional checkpoint) and pooled
 - FID, KID, precision and recall on the judge's pooled 2048-d features ("domain FID"), and on
   ImageNet InceptionV3 features when `inception_weights` (a local notop `.h5`) is given;
 - the judge's accuracy on real and on generated images (does a glioma generator make gliomas?);
+- pixel spread of real and of generated images per class (`tfstylegan.metrics.spread`): how much
+  the slices of a class vary, with no judge in between (a collapsed generator is near 0);
 - memorization: nearest training image of every generated one, against the held-out baseline,
   in pixel space and in the judge's feature space;
 - perceptual path length in W with the judge's normalised features as the distance;
@@ -51,6 +53,7 @@ from tfstylegan.metrics import (
     kernel_inception_distance,
     memorization_report,
     perceptual_path_length,
+    pixel_spread,
     precision_recall,
 )
 from tfstylegan.networks.synthesis import check_noise_mode
@@ -295,6 +298,7 @@ def evaluate(checkpoint: str, classifier_path: str | os.PathLike, data_dir: str 
         m.update(distribution_metrics(real_f, fake_f, config))
         m["judge_accuracy_real"] = float(np.mean(np.argmax(real_p, axis=1) == cls_id))
         m["judge_accuracy_generated"] = float(np.mean(np.argmax(fake_p, axis=1) == cls_id))
+        m["pixel_spread_real"], m["pixel_spread_generated"] = pixel_spread(real), pixel_spread(fake)
         if inception is not None:
             real_i, fake_i = inception(real), inception(fake)
             m["inception"] = distribution_metrics(real_i, fake_i, config)
