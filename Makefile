@@ -8,6 +8,9 @@ OUT ?= demo_out
 DATA ?=
 KIMG ?=
 DEMO_ARGS ?=
+# test workers: one per core, at most 4 (each is a TensorFlow process); test files stay whole on one worker
+# so that their module fixtures are built once
+TEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: setup test test-fast lint demo bench clean
 
@@ -20,13 +23,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(TEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(TEST_ARGS)
 
 demo: setup
 	$(PY) -m launchers.demo --out $(OUT) $(if $(DATA),--data $(DATA)) $(if $(KIMG),--kimg $(KIMG)) $(DEMO_ARGS)
