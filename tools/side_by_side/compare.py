@@ -14,7 +14,10 @@ gives 2048-d pooled features and class probabilities. With our metric functions 
   per class   FID and precision/recall (k = 3) of generated vs real features, the judge's IS of the generated
               images, the judge's accuracy on them (does the 'glioma' label make gliomas?);
   pooled      IS over all classes' generated images (rows shuffled with a fixed seed, 10 splits: the
-              evaluation's pooled IS), mean recall; and the same IS for the real images.
+              evaluation's pooled IS), mean recall; and the same IS for the real images;
+  diversity   the pixel spread per class (`tfstylegan.metrics.pixel_spread`: the mean over pixels of the
+              standard deviation over the class's images, as launchers/evaluate.py reports it), real and
+              generated: a generator that draws one slice per class has a small spread whatever the judge says.
 
 Real images per class: `num_images` from the test split, or, when it has fewer (the phantom demo data), from
 all splits, sampled with a fixed seed, as launchers/evaluate.py does. Generated: seeds 0..num_images-1 (set 0);
@@ -107,14 +110,14 @@ def pooled_is(probs: list[np.ndarray], splits: int, seed: int) -> list[float]:
 def score_set(real_f: dict, fake: dict, judge: Judge, classes: list[str], splits: int, k: int,
               seed: int) -> dict:
     """Metrics of one generated set {class: images} against the real features {class: features}."""
-    from tfstylegan.metrics import fid_from_features, inception_score, precision_recall
+    from tfstylegan.metrics import fid_from_features, inception_score, pixel_spread, precision_recall
 
     per_class, probs = {}, []
     for name in classes:
         f, p = judge(fake[name])
         pr = precision_recall(real_f[name], f, k=k)
         per_class[name] = {"fid": float(fid_from_features(real_f[name], f)), "precision": float(pr["precision"]),
-                           "recall": float(pr["recall"]),
+                           "recall": float(pr["recall"]), "pixel_spread": pixel_spread(fake[name]),
                            "is_generated": list(inception_score(p, num_splits=splits)),
                            "judge_accuracy": float(np.mean(np.argmax(p, 1) == judge.class_names.index(name)))}
         probs.append(p)
@@ -135,7 +138,8 @@ def summarize(sets: list[dict], classes: list[str]) -> dict:
     for c in classes:
         out["per_class"][c] = {m: stat([s["per_class"][c][m] if m != "is_generated" else
                                         s["per_class"][c][m][0] for s in sets])
-                               for m in ("fid", "precision", "recall", "is_generated", "judge_accuracy")}
+                               for m in ("fid", "precision", "recall", "pixel_spread", "is_generated",
+                                         "judge_accuracy")}
     for m in ("is_generated", "mean_recall", "mean_precision", "judge_accuracy"):
         out["pooled"][m] = stat([s["pooled"][m][0] if m == "is_generated" else s["pooled"][m] for s in sets])
     return out
@@ -182,6 +186,8 @@ def table_markdown(results: dict) -> str:
         rows.append((f"recall {c}", ("per_class", c, "recall"), "{:.3f}"))
     for c in classes:
         rows.append((f"precision {c}", ("per_class", c, "precision"), "{:.3f}"))
+    for c in classes:
+        rows.append((f"pixel spread {c}", ("per_class", c, "pixel_spread"), "{:.3f}"))
     rows.append(("mean recall", ("pooled", "mean_recall"), "{:.3f}"))
     rows.append(("pooled IS", ("pooled", "is_generated"), "{:.3f}"))
     rows.append(("judge accuracy on generated", ("pooled", "judge_accuracy"), "{:.3f}"))
@@ -194,7 +200,8 @@ def table_markdown(results: dict) -> str:
     out += (f"\n\nReal images ({results['settings']['num_images']} per class): pooled IS "
             f"{real['pooled_is'][0]:.3f} ± {real['pooled_is'][1]:.3f}; per class "
             + ", ".join(f"{c} {v[0]:.3f}" for c, v in real["per_class_is"].items())
-            + "; judge accuracy " + ", ".join(f"{c} {v:.3f}" for c, v in real["judge_accuracy"].items()) + ".")
+            + "; judge accuracy " + ", ".join(f"{c} {v:.3f}" for c, v in real["judge_accuracy"].items())
+            + "; pixel spread " + ", ".join(f"{c} {v:.3f}" for c, v in real["pixel_spread"].items()) + ".")
     if multi:
         out += (f"\n\nEach cell: set 0 (seeds 0-{results['settings']['num_images'] - 1}), then (mean ± sd over "
                 f"{results['settings']['sets']} disjoint seed sets of the same model).")
@@ -241,7 +248,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {out} exists; choose another --out or pass --overwrite.")
 
     from tfstylegan.data.pipeline import read_manifest
-    from tfstylegan.metrics import inception_score
+    from tfstylegan.metrics import inception_score, pixel_spread
     from tfstylegan.utils.errors import UserError
     from tfstylegan.utils.io import atomic_dir, write_json
 
@@ -280,15 +287,15 @@ def main(argv=None) -> int:
 
     print(f"judge: {args.classifier} ({', '.join(judge.class_names)}); {args.num_images} images per class, "
           f"{sets} set(s)", flush=True)
-    real_f, real_p, real_from = {}, [], {}
+    real_f, real_p, real_from, real_spread = {}, [], {}, {}
     for c in classes:
         x, where = real_images(args.data, manifest, c, args.num_images, args.seed)
-        real_from[c] = where
+        real_from[c], real_spread[c] = where, pixel_spread(x)
         real_f[c], p = judge(x)
         real_p.append(p)
     real = {"from": real_from, "per_class_is": {c: list(inception_score(p, num_splits=args.is_splits))
                                                 for c, p in zip(classes, real_p)},
-            "pooled_is": pooled_is(real_p, args.is_splits, args.seed),
+            "pooled_is": pooled_is(real_p, args.is_splits, args.seed), "pixel_spread": real_spread,
             "judge_accuracy": {c: float(np.mean(np.argmax(p, 1) == judge.class_names.index(c)))
                                for c, p in zip(classes, real_p)}}
 
