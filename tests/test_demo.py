@@ -83,7 +83,8 @@ def test_demo_fast_mode_writes_every_output(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total_seconds"] > 0 and len(summary["stages"]) == 8
     checks = summary["quality_checks"]  # the demo's targets, checked on its own results and printed
-    assert len(checks) == 1 + 3 * 3 and "quality targets (" in log and "pooled IS generated / real" in log
+    assert len(checks) == 1 + 3 * 4 and "quality targets (" in log and "pooled IS generated / real" in log
+    assert "glioma pixel spread generated / real" in log  # the diversity of every class is a target too
 
 
 def test_demo_refuses_a_foreign_output_folder(tmp_path):

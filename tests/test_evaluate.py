@@ -87,6 +87,25 @@ def test_quality_checks_against_the_demo_targets():
     assert not report.quality_checks({"per_class": {"glioma": {"recall": None}}}, {"recall": 0.1})[0]["ok"]
 
 
+def test_quality_checks_hold_the_diversity_of_each_class():
+    # a generator drawing one slice per class: judged right, precise, but spreading half as much as the real slices
+    one_look = {"recall": 0.6, "precision": 0.9, "judge_accuracy_generated": 0.99,
+                "pixel_spread_real": 0.302, "pixel_spread_generated": 0.151}
+    varied = dict(one_look, pixel_spread_generated=0.250)
+    checks = report.quality_checks({"per_class": {"meningioma": one_look, "glioma": varied}})
+    spread = {c["check"]: c for c in checks if "pixel spread" in c["check"]}
+    assert list(spread) == ["meningioma pixel spread generated / real", "glioma pixel spread generated / real"]
+    assert spread["meningioma pixel spread generated / real"]["value"] == pytest.approx(0.5)
+    assert not spread["meningioma pixel spread generated / real"]["ok"]
+    assert spread["glioma pixel spread generated / real"]["ok"] and spread["glioma pixel spread generated / real"][
+        "target"] == 0.8
+    assert [c["check"] for c in checks if not c["ok"]] == ["meningioma pixel spread generated / real"]
+    assert "0.500 >= 0.8  MISSED" in report.quality_table(checks)
+    # a spread recorded for one side only is a missed check, not a silent pass
+    half = dict(one_look, pixel_spread_generated=None)
+    assert not report.quality_checks({"per_class": {"glioma": half}})[-1]["ok"]
+
+
 # --- end to end ---------------------------------------------------------------------------------------------
 
 FAST = dict(num_images=8, is_splits=2, kid_subsets=5, ppl_samples=4, batch_size=16)
