@@ -134,6 +134,11 @@ def test_demo_preset_is_the_reference_32x32_recipe_at_cpu_size():
     # what the demo sizes for CPU throughput (issue 12)
     assert (ours["batch_size"], ours["channel_base"], ours["channel_max"]) == (8, 1024, 64)
     assert (ref["batch_size"], ref["channel_base"], ref["channel_max"]) == (64, 32768, 512)
+    # z and w sized too (the reference: 512), so the styles' latent-dependent weights learn fast enough in the
+    # demo's 2,500 steps to vary the slices within a class (issue 12)
+    demo = get_preset("demo").generator
+    cifar = get_preset("cifar").generator  # the reference's z and w (its golden configs hold no z/w: always 512)
+    assert (demo.z_dim, demo.w_dim) == (32, 32) and (cifar.z_dim, cifar.w_dim) == (512, 512)
 
 
 def test_auto_table_at_32_to_1024_on_1_and_8_gpus():

@@ -18,7 +18,8 @@ stylegan2-ada-pytorch `train.py` (cfg_specs) with the reference's values; all si
 | paper1024 | 1024 | 32    | 4     | 32768      | 8   | 0.002  | 2      | 10       | -    | the ADA paper  |
 | cifar     | 32   | 64    | 32    | 32768      | 2   | 0.0025 | 0.01   | 500      | 0.05 | CIFAR-10 (*)   |
 
-(*) demo: at most 64 channels (tiny: 32, bench32 and the reference's configs: 512).
+(*) demo: at most 64 channels (tiny: 32, bench32 and the reference's configs: 512); z and w of 32 dimensions
+(the reference's: 512).
 (*) cifar also turns off path-length regularisation and style mixing and uses the 'orig'
 (non-residual) discriminator, and trains 100000 kimg; demo too turns off path length and style
 mixing (its discriminator stays residual; its R1 gamma is tuned, see `get_preset`). The reference's
@@ -396,7 +397,12 @@ def get_preset(name: str, resolution: int | None = None, num_gpus: int = 1) -> P
         # 8 on 2 cores); in the demo's minutes the number of steps buys more than the width (issue 12).
         # As the reference's 32x32 config (cifar): no path-length regularisation, no style mixing; in the
         # demo's 2,500 steps both held the generator to fewer looks per class (issue 12, measured in the README).
-        g = GeneratorConfig(z_dim=128, w_dim=128, img_resolution=32, img_channels=1, mapping_layers=2,
+        # z and w of 32 dimensions (the reference: 512): the affine layers that turn w into styles learn with the
+        # equalised-lr gain 1/sqrt(w_dim), so at 128 their latent-dependent weights moved too slowly in the
+        # demo's 2,500 steps while the styles' shared biases grew (mean |style| 1 -> 2.7): the generator drew one
+        # slice per class, as the reference does at 128 (docs/SIDE_BY_SIDE.md). At 32 the generated slices of
+        # each class spread 0.85-0.88 as much as the real ones instead of 0.45-0.58 (issue 12, README).
+        g = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, img_channels=1, mapping_layers=2,
                             channel_base=1024, channel_max=64)
         d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=1024, channel_max=64,
                                 mbstd_group_size=4, mapping_layers=2)
