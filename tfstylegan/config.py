@@ -401,7 +401,8 @@ def get_preset(name: str, resolution: int | None = None, num_gpus: int = 1) -> P
         # equalised-lr gain 1/sqrt(w_dim), so at 128 their latent-dependent weights moved too slowly in the
         # demo's 2,500 steps while the styles' shared biases grew (mean |style| 1 -> 2.7): the generator drew one
         # slice per class, as the reference does at 128 (docs/SIDE_BY_SIDE.md). At 32 the generated slices of
-        # each class spread 0.85-0.88 as much as the real ones instead of 0.45-0.58 (issue 12, README).
+        # each class spread 0.85-0.88 (demo seed) and 0.73-0.81 (seed 1) as much as the real ones, against
+        # 0.45-0.62 at 128; the judge's class targets cost some of it (issue 12, README).
         g = GeneratorConfig(z_dim=32, w_dim=32, img_resolution=32, img_channels=1, mapping_layers=2,
                             channel_base=1024, channel_max=64)
         d = DiscriminatorConfig(img_resolution=32, img_channels=1, channel_base=1024, channel_max=64,
