@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,18 @@ class _Background:
 
     def __init__(self, index: int, title: str, command: str, proc: subprocess.Popen, log: Path, start: float):
         self.index, self.title, self.command, self.proc, self.log, self.start = index, title, command, proc, log, start
+        self.end: float | None = None  # when the process exited, not when the demo collected it
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        self.proc.wait()
+        self.end = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Its own run time (waits for it to end)."""
+        self._watcher.join()
+        return self.end - self.start
 
 
 class _Stages:
@@ -115,7 +128,7 @@ class _Stages:
     def wait(self, job: _Background) -> None:
         """Waits for a background stage; shows the end of its log, raises if it failed."""
         code = job.proc.wait()
-        took = time.perf_counter() - job.start
+        took = job.seconds()
         self.background.remove(job)
         self.timings.append((f"{job.title} (beside StyleGAN2)", took))
         lines = job.log.read_text(errors="replace").splitlines()
