@@ -9,7 +9,8 @@ same flags a user would type, so the demo exercises exactly the user-facing code
                        only the data, so it trains beside stage 4 at low priority, its lines in a log file
   4. train_stylegan    one conditional StyleGAN2 for the three classes ('demo' preset, 20 kimg), or with
                        --per_class one model per tumor class as the study (same total budget, split three ways)
-  5. evaluate          Inception Score of real vs generated per class, FID/KID/precision/recall, memorization
+  5. evaluate          Inception Score of real vs generated per class, FID/KID/precision/recall, memorization;
+                       it needs nothing stages 6-8 make, so it runs beside them, its lines in a log file
   6. generate          the study's figures per class, one process for all classes (real vs generated, 3x3
                        grid, mosaic, style mixing, interpolation)
   7. export            SavedModels for TF Serving (generators and classifier)
@@ -62,18 +63,25 @@ _MARKER = "demo.json"
 def _settings(fast: bool) -> dict:
     if fast:
         return dict(patients=6, slices=2, preset="tiny", kimg=0.05, kimg_per_tick=0.05, batch=4,
-                    classifier_epochs=2, classifier_size=75, num_images=24, ppl=8, seeds="0-8", resolution=16,
-                    synthetic=16, min_class_prob=0.0)
+                    classifier_epochs=2, classifier_size=75, classifier_batch=16, num_images=24, ppl=8, seeds="0-8",
+                    resolution=16, synthetic=16, min_class_prob=0.0)
     return dict(patients=30, slices=4, preset="demo", kimg=20.0, kimg_per_tick=2.0, batch=8,
-                classifier_epochs=8, classifier_size=75, num_images=100, ppl=50, seeds="0-15",
+                classifier_epochs=8, classifier_size=75, classifier_batch=16, num_images=100, ppl=50, seeds="0-15",
                 resolution=_RESOLUTION.value, synthetic=64, min_class_prob=0.5)
+
+
+# TensorFlow's own thread settings for the two trainings that run side by side (a user's setting wins).
+_GAN_THREADS = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}
+_JUDGE_THREADS = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
 class _Background:
     """A launcher running beside the stages that follow, its console lines kept in a log file."""
 
-    def __init__(self, index: int, title: str, command: str, proc: subprocess.Popen, log: Path, start: float):
+    def __init__(self, index: int, title: str, command: str, proc: subprocess.Popen, log: Path, start: float,
+                 beside: str = "the next stage"):
         self.index, self.title, self.command, self.proc, self.log, self.start = index, title, command, proc, log, start
+        self.beside = beside
         self.end: float | None = None  # when the process exited, not when the demo collected it
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -97,16 +105,22 @@ class _Stages:
         self.timings: list[tuple[str, float]] = []
         self.background: list[_Background] = []
 
-    def _announce(self, title: str, launcher: str, args: tuple[str, ...], note: str = "") -> tuple[list[str], str]:
+    def _announce(self, title: str, launcher: str, args: tuple[str, ...], note: str = "",
+                  threads: dict[str, str] | None = None) -> tuple[list[str], str, dict[str, str]]:
         self.index += 1
-        command = f"python -m launchers.{launcher} {' '.join(args)}"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        prefix = ""
+        for name, value in (threads or {}).items():
+            env.setdefault(name, value)  # the user's own setting wins
+            prefix += f"{name}={env[name]} "
+        command = f"{prefix}python -m launchers.{launcher} {' '.join(args)}"
         print(f"\n[demo {self.index}/{self.total}] {title}{note}\n  $ {command}", flush=True)
-        return [sys.executable, "-m", f"launchers.{launcher}", *args], command
+        return [sys.executable, "-m", f"launchers.{launcher}", *args], command, env
 
-    def __call__(self, title: str, launcher: str, *args: str) -> None:
-        cmd, command = self._announce(title, launcher, args)
+    def __call__(self, title: str, launcher: str, *args: str, threads: dict[str, str] | None = None) -> None:
+        cmd, command, env = self._announce(title, launcher, args, threads=threads)
         start = time.perf_counter()
-        result = subprocess.run(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        result = subprocess.run(cmd, env=env)
         took = time.perf_counter() - start
         self.timings.append((title, took))
         if result.returncode != 0:
@@ -114,14 +128,16 @@ class _Stages:
                             f"Command: {command}")
         print(f"[demo {self.index}/{self.total}] {title}: done in {format_duration(took)}", flush=True)
 
-    def start(self, title: str, launcher: str, *args: str, log: Path) -> _Background:
+    def start(self, title: str, launcher: str, *args: str, log: Path, beside: str = "the next stage",
+              threads: dict[str, str] | None = None) -> _Background:
         """Starts a stage beside the next ones, at low CPU priority (it fills the cores they leave idle)."""
-        cmd, command = self._announce(title, launcher, args, f" (beside the next stage; its lines go to {log})")
+        cmd, command, env = self._announce(title, launcher, args, f" (beside {beside}; its lines go to {log})",
+                                           threads)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as f:  # the child keeps its own handle
-            proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=f,
+            proc = subprocess.Popen(cmd, env=env, stdout=f,
                                     stderr=subprocess.STDOUT, preexec_fn=_lower_priority)
-        job = _Background(self.index, title, command, proc, log, time.perf_counter())
+        job = _Background(self.index, title, command, proc, log, time.perf_counter(), beside)
         self.background.append(job)
         return job
 
@@ -130,7 +146,7 @@ class _Stages:
         code = job.proc.wait()
         took = job.seconds()
         self.background.remove(job)
-        self.timings.append((f"{job.title} (beside StyleGAN2)", took))
+        self.timings.append((f"{job.title} (beside {job.beside})", took))
         lines = job.log.read_text(errors="replace").splitlines()
         shown = lines[-(12 if code else 3):]
         print(f"\n[demo {job.index}/{self.total}] {job.title}: last lines of {job.log}:", flush=True)
@@ -196,13 +212,16 @@ def main(argv):
         stage(f"prepare data ({s['resolution']}x{s['resolution']}, patient-wise splits)", "prepare_data",
               f"--source={source}", f"--out={data}", f"--resolution={s['resolution']}", "--split=0.6,0.2,0.2")
 
-        # The judge needs only the data: it trains beside StyleGAN2, at low priority, in the cores the
-        # GAN's training leaves idle (its tracing is single-threaded; its steps do not fill two cores).
+        # The judge needs only the data: it trains beside StyleGAN2, at low priority, on one thread (one
+        # core; its results do not depend on how busy the machine is). StyleGAN2's small ops do not pay for
+        # intra-op threads: one intra-op and two inter-op threads take less CPU time per kimg than TensorFlow's
+        # default and leave the judge its core (launchers/benchmark.py --preset demo --intra_op_threads=1
+        # --inter_op_threads=2; README, 'The demo').
         clf_dir = out / "classifier"
         judge = stage.start("InceptionV3 judge (random init, small input)", "train_classifier", f"--data={data}",
                             f"--out={clf_dir}", "--weights=none", f"--epochs={s['classifier_epochs']}",
-                            f"--input_size={s['classifier_size']}", "--batch=32", "--patience=0",
-                            log=out / "logs" / "train_classifier.log")
+                            f"--input_size={s['classifier_size']}", f"--batch={s['classifier_batch']}", "--patience=0",
+                            log=out / "logs" / "train_classifier.log", beside="StyleGAN2", threads=_JUDGE_THREADS)
         classifier = clf_dir / "classifier.keras"
 
         kimg = s["kimg"] / len(classes) if per_class else s["kimg"]
@@ -214,23 +233,27 @@ def main(argv):
             for cls in classes:
                 parent = out / "stylegan" / cls
                 stage(f"StyleGAN2 for {cls} ({kimg:g} kimg)", "train_stylegan", f"--out={parent}",
-                      f"--class_name={cls}", *common)
+                      f"--class_name={cls}", *common, threads=_GAN_THREADS)
                 checkpoints[cls] = _only_run_dir(parent)
             checkpoint_flag = ",".join(f"{c}={p}" for c, p in checkpoints.items())
         else:
             parent = out / "stylegan" / "conditional"
             stage(f"conditional StyleGAN2 for {', '.join(classes)} ({kimg:g} kimg)", "train_stylegan",
-                  f"--out={parent}", "--conditional", *common)
+                  f"--out={parent}", "--conditional", *common, threads=_GAN_THREADS)
             run_dir = _only_run_dir(parent)
             checkpoints = {cls: run_dir for cls in classes}
             checkpoint_flag = str(run_dir)
 
         stage.wait(judge)
 
+        # evaluate needs both networks and nothing the next three stages make: it runs beside them (each of
+        # the four spends much of its time single-threaded, importing TensorFlow and tracing).
         eval_dir = out / "evaluation"
-        stage("evaluate: Inception Score real vs generated, FID/KID/P/R, memorization", "evaluate",
-              f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}", f"--out={eval_dir}",
-              f"--num_images={s['num_images']}", f"--ppl_samples={s['ppl']}", "--kid_subsets=20")
+        evaluation = stage.start("evaluate: Inception Score real vs generated, FID/KID/P/R, memorization", "evaluate",
+                                 f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}",
+                                 f"--out={eval_dir}", f"--num_images={s['num_images']}", f"--ppl_samples={s['ppl']}",
+                                 "--kid_subsets=20", log=out / "logs" / "evaluate.log",
+                                 beside="generate, export and synthesize")
 
         fig_dir = out / "figures"
         stage("generate: seeds and the study's figures for every class", "generate", f"--checkpoint={checkpoint_flag}",
@@ -246,6 +269,8 @@ def main(argv):
         stage(f"synthesize: {s['synthetic']} filtered slices per class with a privacy report", "synthesize",
               f"--checkpoint={checkpoint_flag}", f"--classifier={classifier}", f"--data={data}",
               f"--out={synthetic_dir}", f"--num_per_class={s['synthetic']}", f"--min_class_prob={s['min_class_prob']}")
+
+        stage.wait(evaluation)
 
         total = time.perf_counter() - t0
         results = json.loads((eval_dir / "results.json").read_text())

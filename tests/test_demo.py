@@ -21,6 +21,9 @@ def test_demo_fast_mode_writes_every_output(tmp_path):
                   "export", "synthesize"):
         assert f"python -m launchers.{stage}" in log
     assert "demo finished in" in log and "tensorboard --logdir" in log
+    # the judge trains beside StyleGAN2, evaluate runs beside the last three stages; their lines go to logs
+    assert "(beside StyleGAN2)" in log and "(beside generate, export and synthesize)" in log
+    assert (out / "logs" / "train_classifier.log").is_file() and (out / "logs" / "evaluate.log").is_file()
 
     # data: Figshare-layout phantom -> prepared shards with a manifest
     assert len(list((out / "phantom_mat").glob("*.mat"))) >= 36
@@ -127,3 +130,19 @@ def test_stop_background_ends_a_running_stage(tmp_path):
     stages.stop_background()
     assert job.proc.poll() is not None and not stages.background
     assert not (tmp_path / "ph").exists()  # atomic: nothing half-written under the final name
+
+
+def test_the_parallel_trainings_get_their_thread_settings_unless_the_user_set_them(monkeypatch, capsys):
+    from launchers.demo import _GAN_THREADS, _JUDGE_THREADS, _Stages
+
+    assert _GAN_THREADS == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}
+    assert _JUDGE_THREADS == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "4")  # the user's own setting
+    stages = _Stages(2)
+    _, command, env = stages._announce("gan", "train_stylegan", ("--kimg=1",), threads=_GAN_THREADS)
+    assert env["TF_NUM_INTRAOP_THREADS"] == "1" and env["TF_NUM_INTEROP_THREADS"] == "4"
+    assert command == "TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=4 python -m launchers.train_stylegan --kimg=1"
+    assert "TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=4 python" in capsys.readouterr().out  # shown as run
+    _, command, env = stages._announce("evaluate", "evaluate", ("--out=x",))
+    assert "TF_NUM_INTRAOP_THREADS" not in env and command == "python -m launchers.evaluate --out=x"
