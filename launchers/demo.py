@@ -66,7 +66,7 @@ def _settings(fast: bool) -> dict:
                     classifier_epochs=2, classifier_size=75, classifier_batch=16, num_images=24, ppl=8, seeds="0-8",
                     resolution=16, synthetic=16, min_class_prob=0.0)
     return dict(patients=30, slices=4, preset="demo", kimg=20.0, kimg_per_tick=2.0, batch=8,
-                classifier_epochs=8, classifier_size=75, classifier_batch=16, num_images=100, ppl=50, seeds="0-15",
+                classifier_epochs=6, classifier_size=75, classifier_batch=16, num_images=100, ppl=50, seeds="0-15",
                 resolution=_RESOLUTION.value, synthetic=64, min_class_prob=0.5)
 
 
