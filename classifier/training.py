@@ -245,7 +245,10 @@ def make_train_dataset(images_labels: tf.data.Dataset, config: ClassifierConfig,
     ds = ds.batch(config.batch_size)
     if config.augment:
         augment = make_augmentation(config.seed)
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # One batch at a time: the layers draw from shared seed state, so batches augmented in parallel take
+        # their draws in a racy order and the same command trained a slightly different judge (prefetch
+        # below still overlaps augmentation with training).
+        ds = ds.map(lambda x, y: (augment(x, training=True), y))
     table = tf.constant(weights if weights is not None else np.ones([1], np.float32))
     if weights is not None:
         ds = ds.map(lambda x, y: (x, y, tf.gather(table, y)))
